@@ -1,0 +1,287 @@
+//! The wire types of Berth's REST API (`/api/v1`): request and response bodies and the one
+//! error shape. They are plain serde structs shared by the server and the CLI, converted
+//! by hand from and to domain types at the server's edge. Status-like fields are strings
+//! (documented values) so that an older client tolerates values a newer server adds.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// The prefix every API route lives under.
+pub const API_PREFIX: &str = "/api/v1";
+
+/// Every error response: a stable machine-readable `code` and a message saying what to fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable code: `unauthorized`, `forbidden`, `not_found`, `conflict`, `invalid_input`,
+    /// `payload_too_large`, `unsupported_media_type`, `busy`, `internal`.
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Organization {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateProject {
+    /// DNS label: lower-case letters, digits and '-', starting with a letter.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Project {
+    pub id: String,
+    pub name: String,
+    /// `active` or `deleting`.
+    pub status: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateEnvironment {
+    pub name: String,
+    /// `production`, `staging`, `development` (default) or `preview`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Git branch the environment follows; default `main`.
+    #[serde(default)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Environment {
+    pub id: String,
+    pub project: String,
+    pub name: String,
+    pub mode: String,
+    pub branch: String,
+    /// `active` or `deleting`.
+    pub status: String,
+    pub created_at: String,
+}
+
+/// Where the application's code comes from, as given by the user.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct GitSourceInput {
+    /// https://, http://, ssh://, user@host:path; file:// or an absolute path only when the
+    /// server allows local repositories.
+    pub repository: String,
+    /// Overrides the environment's branch.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Build context inside the repository (default `.`).
+    #[serde(default)]
+    pub root_path: Option<String>,
+    /// Dockerfile path relative to the root path (default `Dockerfile`).
+    #[serde(default)]
+    pub dockerfile_path: Option<String>,
+    #[serde(default)]
+    pub build_args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateApplication {
+    pub name: String,
+    /// Exactly one of `git` and `image`.
+    #[serde(default)]
+    pub git: Option<GitSourceInput>,
+    #[serde(default)]
+    pub image: Option<String>,
+    /// Port the application listens on; absent for a worker without a route.
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// Private applications get no public route.
+    #[serde(default)]
+    pub private: bool,
+    /// CPU limit in cores, e.g. 0.5.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Memory limit in MiB.
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    /// HTTPS token for a private repository (write-only, stored encrypted).
+    #[serde(default)]
+    pub git_token: Option<String>,
+    /// SSH deploy key (OpenSSH private key; write-only, stored encrypted).
+    #[serde(default)]
+    pub ssh_private_key: Option<String>,
+}
+
+/// A partial update: absent fields are left unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateApplication {
+    #[serde(default)]
+    pub git: Option<GitSourceInput>,
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub port: Option<u32>,
+    /// Remove the port (the application becomes a worker).
+    #[serde(default)]
+    pub clear_port: bool,
+    #[serde(default)]
+    pub private: Option<bool>,
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    #[serde(default)]
+    pub memory_mb: Option<u32>,
+    #[serde(default)]
+    pub git_token: Option<String>,
+    #[serde(default)]
+    pub ssh_private_key: Option<String>,
+    /// Forget the stored Git credential.
+    #[serde(default)]
+    pub clear_credentials: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GitSourceView {
+    pub repository: String,
+    /// The branch override, if any.
+    pub branch: Option<String>,
+    /// The branch that is deployed (override or the environment's).
+    pub effective_branch: String,
+    pub root_path: String,
+    pub dockerfile_path: String,
+    pub build_args: BTreeMap<String, String>,
+    /// `none`, `token` or `ssh_key` (the secret itself is never returned).
+    pub credential: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Application {
+    pub id: String,
+    pub project: String,
+    pub environment: String,
+    pub name: String,
+    pub git: Option<GitSourceView>,
+    pub image: Option<String>,
+    pub port: Option<u16>,
+    pub private: bool,
+    pub cpu: Option<f64>,
+    pub memory_mb: Option<u32>,
+    /// Public URL through the edge proxy (absent for private applications and workers).
+    pub url: Option<String>,
+    /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.
+    pub status: String,
+    pub current_deployment: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SetVariable {
+    pub name: String,
+    pub value: String,
+    #[serde(default)]
+    pub secret: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Variable {
+    pub name: String,
+    /// The value; `********` for secrets, which are write-only.
+    pub value: String,
+    pub secret: bool,
+    /// `project`, `environment` or `application`.
+    pub scope: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateDeployment {
+    /// Deploy only this application; absent deploys every application of the environment.
+    #[serde(default)]
+    pub application: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentStep {
+    pub application: Option<String>,
+    /// `clone`, `build`, `release`, `start`, `health`, `route`, `retire`.
+    pub name: String,
+    /// `running`, `succeeded`, `failed`, `skipped`.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub duration_ms: Option<u64>,
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentFailure {
+    pub step: String,
+    pub application: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeployedService {
+    pub application: String,
+    pub commit: Option<String>,
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Deployment {
+    pub id: String,
+    pub project: String,
+    pub environment: String,
+    /// The single application deployed, or absent for the whole environment.
+    pub application: Option<String>,
+    /// `queued`, `running`, `succeeded`, `failed`, `cancelled`, `superseded`.
+    pub status: String,
+    /// Who or what asked for it, e.g. `user:admin`.
+    pub trigger: String,
+    pub created_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub failure: Option<DeploymentFailure>,
+    pub services: Vec<DeployedService>,
+    pub steps: Vec<DeploymentStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LogLine {
+    pub timestamp: String,
+    pub application: Option<String>,
+    pub step: Option<String>,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ApplicationStatus {
+    pub name: String,
+    /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.
+    pub status: String,
+    pub url: Option<String>,
+    pub commit: Option<String>,
+    pub deployment: Option<String>,
+    pub restart_count: u64,
+    /// Why the application is not running, when it is not.
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentStatus {
+    pub project: String,
+    pub environment: String,
+    pub applications: Vec<ApplicationStatus>,
+    pub last_deployment: Option<Deployment>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub version: String,
+}

@@ -1,0 +1,576 @@
+//! The command line: every subcommand and flag of the CLI as clap derive types. Parsing
+//! only; no IO happens here. Values that clap can check (numbers, `K=V` pairs, mutually
+//! exclusive flags) are checked here so that a mistake is a usage error (exit code 2).
+
+use std::path::PathBuf;
+
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+
+/// The server URL used when neither `--url`, `BERTH_URL` nor the config file give one.
+pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
+
+/// Berth's command-line client: talks to a Berth server's REST API.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "berth", version, about, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every CLI command accepts (anywhere on the command line).
+#[derive(Debug, Clone, Default, Args)]
+pub struct GlobalArgs {
+    /// URL of the Berth server [default: the URL saved by `berth login`, else
+    /// http://127.0.0.1:8080]
+    #[arg(long, env = "BERTH_URL", global = true, value_name = "URL")]
+    pub url: Option<String>,
+    /// API token [default: the token saved by `berth login`, else the admin token of the
+    /// local server's data directory]
+    #[arg(long, env = "BERTH_TOKEN", global = true, value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format: aligned tables for people, or the API's JSON for scripts.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    #[default]
+    Table,
+    Json,
+}
+
+/// The CLI's commands (everything except `berth server` and `berth proxy`).
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Check a token against a server and save both in the config file.
+    Login(LoginArgs),
+    /// Create, list and delete projects.
+    #[command(subcommand)]
+    Project(ProjectCommand),
+    /// Create, list and delete environments of a project.
+    #[command(subcommand, visible_alias = "env")]
+    Environment(EnvironmentCommand),
+    /// Create, change, inspect and delete applications.
+    #[command(subcommand, visible_alias = "app")]
+    Application(ApplicationCommand),
+    /// Set, list, import and delete environment variables and secrets.
+    #[command(subcommand, name = "env-var")]
+    EnvVar(EnvVarCommand),
+    /// Deploy an environment (or one of its applications).
+    Deploy(DeployArgs),
+    /// List and inspect deployments and read their logs.
+    #[command(subcommand)]
+    Deployment(DeploymentCommand),
+    /// Show the applications of an environment: status, URL, commit, restarts.
+    Status(EnvironmentArgs),
+    /// Show (or follow) the runtime logs of an application.
+    Logs(LogsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LoginArgs {
+    /// Read the token from standard input instead of `--token` (keeps it out of shell
+    /// history).
+    #[arg(long)]
+    pub token_stdin: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ProjectCommand {
+    /// Create a project.
+    Create(NameArg),
+    /// List projects.
+    List,
+    /// Delete a project with all its environments and applications.
+    Delete(DeleteProjectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct NameArg {
+    /// Name: lower-case letters, digits and '-', starting with a letter.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConfirmArgs {
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteProjectArgs {
+    pub name: String,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ProjectArg {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvironmentArgs {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+    /// Environment name.
+    #[arg(long, short = 'e')]
+    pub environment: String,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnvironmentCommand {
+    /// Create an environment.
+    Create(CreateEnvironmentArgs),
+    /// List the environments of a project.
+    List(ProjectArg),
+    /// Delete an environment with all its applications.
+    Delete(DeleteEnvironmentArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CreateEnvironmentArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Environment name.
+    pub name: String,
+    /// production, staging, development (default) or preview.
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Git branch the environment follows [default: main].
+    #[arg(long)]
+    pub branch: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteEnvironmentArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    pub name: String,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApplicationCommand {
+    /// Create an application from a Git repository (`--git`) or an image (`--image`).
+    Create(CreateApplicationArgs),
+    /// Change an application; only the options given change.
+    Update(UpdateApplicationArgs),
+    /// List the applications of an environment.
+    List(EnvironmentArgs),
+    /// Show one application (with its public URL).
+    Show(ApplicationNameArgs),
+    /// Delete an application.
+    Delete(DeleteApplicationArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplicationNameArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Application name.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteApplicationArgs {
+    #[command(flatten)]
+    pub application: ApplicationNameArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+/// Options of the Git source; they require `--git` on `create`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct GitSourceArgs {
+    /// Git branch to build [default: the environment's branch].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Directory of the build context inside the repository [default: .].
+    #[arg(long, value_name = "DIR")]
+    pub root_path: Option<String>,
+    /// Dockerfile path relative to the root path [default: Dockerfile].
+    #[arg(long, value_name = "PATH")]
+    pub dockerfile: Option<String>,
+    /// Docker build argument (repeatable).
+    #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_key_value)]
+    pub build_args: Vec<(String, String)>,
+    /// Read an HTTPS access token for a private repository from standard input.
+    #[arg(long, conflicts_with = "ssh_key_file")]
+    pub git_token_stdin: bool,
+    /// OpenSSH private key (deploy key) for a private repository reached over SSH.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_key_file: Option<PathBuf>,
+}
+
+impl GitSourceArgs {
+    pub(crate) fn any_source_option(&self) -> bool {
+        self.branch.is_some()
+            || self.root_path.is_some()
+            || self.dockerfile.is_some()
+            || !self.build_args.is_empty()
+    }
+}
+
+/// Runtime options shared by `create` and `update`.
+#[derive(Debug, Clone, Default, Args)]
+pub struct RuntimeArgs {
+    /// Port the application listens on (omit for a worker without a route).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: Option<u16>,
+    /// Give the application no public URL.
+    #[arg(long)]
+    pub private: bool,
+    /// CPU limit in cores, e.g. 0.5.
+    #[arg(long, value_name = "CORES", value_parser = parse_cpu)]
+    pub cpu: Option<f64>,
+    /// Memory limit in MiB.
+    #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..))]
+    pub memory: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("source").required(true).args(["git", "image"])))]
+#[command(group(ArgGroup::new("git_options").multiple(true)
+    .args(["branch", "root_path", "dockerfile", "build_args", "git_token_stdin", "ssh_key_file"])
+    .conflicts_with("image")))]
+pub struct CreateApplicationArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Application name.
+    pub name: String,
+    /// Git repository URL (https://, ssh://, user@host:path).
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// Container image reference to run instead of building.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub source: GitSourceArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+#[command(group(ArgGroup::new("git_options").multiple(true)
+    .args(["branch", "root_path", "dockerfile", "build_args", "git_token_stdin", "ssh_key_file"])
+    .conflicts_with("image")))]
+pub struct UpdateApplicationArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Application name.
+    pub name: String,
+    /// Build from this Git repository (the other Git options keep their values unless given).
+    #[arg(long, value_name = "URL", conflicts_with = "image")]
+    pub git: Option<String>,
+    /// Run this container image instead of building.
+    #[arg(long, value_name = "REF")]
+    pub image: Option<String>,
+    #[command(flatten)]
+    pub source: GitSourceArgs,
+    #[command(flatten)]
+    pub runtime: RuntimeArgs,
+    /// Remove the port: the application becomes a worker without a route.
+    #[arg(long, conflicts_with = "port")]
+    pub no_port: bool,
+    /// Give the application a public URL again.
+    #[arg(long, conflicts_with = "private")]
+    pub public: bool,
+    /// Forget the stored Git token or SSH key.
+    #[arg(long, conflicts_with_all = ["git_token_stdin", "ssh_key_file"])]
+    pub clear_credentials: bool,
+}
+
+/// Where a variable lives: the project, one of its environments, or one application.
+#[derive(Debug, Clone, Args)]
+pub struct ScopeArgs {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+    /// Environment scope (omit for the project scope).
+    #[arg(long, short = 'e')]
+    pub environment: Option<String>,
+    /// Application scope (needs `--environment`).
+    #[arg(long, short = 'a', requires = "environment")]
+    pub application: Option<String>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum EnvVarCommand {
+    /// Set a variable: `KEY=VALUE`, or `KEY` alone with `--secret` to read the value from
+    /// standard input.
+    Set(SetVariableArgs),
+    /// List the variables of a scope (secrets masked).
+    List(ScopeArgs),
+    /// Delete a variable.
+    Delete(DeleteVariableArgs),
+    /// Set every variable of a .env file (nothing is set if a line is malformed).
+    Import(ImportVariablesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SetVariableArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Store the value as a write-only, encrypted secret.
+    #[arg(long)]
+    pub secret: bool,
+    /// `KEY=VALUE`, or `KEY` with `--secret` to read the value from standard input.
+    #[arg(value_name = "KEY=VALUE")]
+    pub assignment: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteVariableArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Variable name.
+    #[arg(value_name = "KEY")]
+    pub key: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportVariablesArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// Store every value as a secret.
+    #[arg(long)]
+    pub secret: bool,
+    /// The .env file to read.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Deploy only this application.
+    #[arg(long, short = 'a')]
+    pub application: Option<String>,
+    /// Wait for the deployment to finish, showing progress; exit 1 if it fails.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DeploymentCommand {
+    /// List the deployments of an environment, newest first.
+    List(EnvironmentArgs),
+    /// Show one deployment with its steps.
+    Show(DeploymentIdArg),
+    /// Print a deployment's build and deploy logs.
+    Logs(DeploymentLogsArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeploymentIdArg {
+    /// Deployment id.
+    pub id: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeploymentLogsArgs {
+    /// Deployment id.
+    pub id: String,
+    /// Keep printing lines until the deployment ends (exit 1 if it failed).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Application name.
+    #[arg(long, short = 'a')]
+    pub application: String,
+    /// Keep printing new lines until interrupted.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Number of most recent lines to show.
+    #[arg(long, short = 'n', default_value_t = 100)]
+    pub tail: u32,
+}
+
+fn parse_key_value(raw: &str) -> Result<(String, String), String> {
+    match raw.split_once('=') {
+        Some((key, value)) if !key.is_empty() => Ok((key.to_owned(), value.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {raw:?}")),
+    }
+}
+
+fn parse_cpu(raw: &str) -> Result<f64, String> {
+    match raw.parse::<f64>() {
+        Ok(cores) if cores.is_finite() && cores > 0.0 => Ok(cores),
+        _ => Err(format!("expected a positive number of cores such as 0.5 or 2, got {raw:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use expect_test::{expect, Expect};
+
+    use super::*;
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+    }
+
+    fn check_error(args: &[&str], expected: Expect) {
+        let error = parse(args).expect_err("should be refused");
+        let rendered = error.to_string();
+        let first_line = rendered.lines().next().unwrap_or_default();
+        expected.assert_eq(first_line);
+    }
+
+    #[test]
+    fn global_flags_are_accepted_after_the_subcommand() {
+        let cli = parse(&["project", "list", "--output", "json", "--url", "http://h:1"]).unwrap();
+        assert_eq!(cli.global.output, OutputFormat::Json);
+        assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
+        assert!(matches!(cli.command, Command::Project(ProjectCommand::List)));
+    }
+
+    #[test]
+    fn application_create_from_git_with_every_option() {
+        let cli = parse(&[
+            "application",
+            "create",
+            "--project",
+            "shop",
+            "--environment",
+            "prod",
+            "web",
+            "--git",
+            "https://example.com/r.git",
+            "--branch",
+            "dev",
+            "--root-path",
+            "apps/web",
+            "--dockerfile",
+            "Dockerfile.prod",
+            "--build-arg",
+            "A=1",
+            "--build-arg",
+            "B=x=y",
+            "--port",
+            "3000",
+            "--private",
+            "--cpu",
+            "0.5",
+            "--memory",
+            "256",
+        ])
+        .unwrap();
+        let Command::Application(ApplicationCommand::Create(args)) = cli.command else {
+            panic!("wrong command");
+        };
+        assert_eq!(args.source.build_args, [("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+        assert_eq!(args.runtime.port, Some(3000));
+        assert_eq!(args.runtime.cpu, Some(0.5));
+        assert!(args.runtime.private);
+    }
+
+    #[test]
+    fn bad_input_is_a_usage_error() {
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "web"],
+            expect!["error: the following required arguments were not provided:"],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "web", "--git", "u", "--image", "i"],
+            expect!["error: the argument '--git <URL>' cannot be used with '--image <REF>'"],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "web", "--image", "i", "--branch", "b"],
+            expect!["error: the argument '--image <REF>' cannot be used with '--branch <BRANCH>'"],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--port", "0"],
+            expect!["error: invalid value '0' for '--port <PORT>': 0 is not in 1..=65535"],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu", "-1"],
+            expect!["error: unexpected argument '-1' found"],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu=0"],
+            expect![[
+                r#"error: invalid value '0' for '--cpu <CORES>': expected a positive number of cores such as 0.5 or 2, got "0""#
+            ]],
+        );
+        check_error(
+            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--build-arg", "noequals"],
+            expect![[
+                r#"error: invalid value 'noequals' for '--build-arg <K=V>': expected KEY=VALUE, got "noequals""#
+            ]],
+        );
+        check_error(
+            &[
+                "app",
+                "create",
+                "-p",
+                "p",
+                "-e",
+                "e",
+                "w",
+                "--git",
+                "u",
+                "--git-token-stdin",
+                "--ssh-key-file",
+                "k",
+            ],
+            expect!["error: the argument '--git-token-stdin' cannot be used with '--ssh-key-file <FILE>'"],
+        );
+        check_error(
+            &["app", "update", "-p", "p", "-e", "e", "w", "--port", "80", "--no-port"],
+            expect!["error: the argument '--port <PORT>' cannot be used with '--no-port'"],
+        );
+        check_error(
+            &["app", "update", "-p", "p", "-e", "e", "w", "--private", "--public"],
+            expect!["error: the argument '--private' cannot be used with '--public'"],
+        );
+        check_error(
+            &["env-var", "list", "-p", "p", "--application", "a"],
+            expect!["error: the following required arguments were not provided:"],
+        );
+        check_error(
+            &["--output", "yaml", "project", "list"],
+            expect!["error: invalid value 'yaml' for '--output <OUTPUT>'"],
+        );
+    }
+
+    #[test]
+    fn logs_default_to_the_last_hundred_lines() {
+        let cli = parse(&["logs", "-p", "p", "-e", "e", "-a", "web"]).unwrap();
+        let Command::Logs(args) = cli.command else { panic!("wrong command") };
+        assert_eq!(args.tail, 100);
+        assert!(!args.follow);
+    }
+
+    #[test]
+    fn env_var_set_takes_a_single_assignment() {
+        let cli = parse(&["env-var", "set", "-p", "p", "-e", "e", "--secret", "TOKEN"]).unwrap();
+        let Command::EnvVar(EnvVarCommand::Set(args)) = cli.command else {
+            panic!("wrong command")
+        };
+        assert!(args.secret);
+        assert_eq!(args.assignment, "TOKEN");
+        assert_eq!(args.scope.environment.as_deref(), Some("e"));
+    }
+}

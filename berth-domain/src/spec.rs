@@ -1,0 +1,145 @@
+//! The desired shape of an application: where its code comes from, how it is reached and
+//! what resources it may use. Validated at construction, so the engine can trust it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{BranchName, NameError};
+use crate::source::{ImageReference, RepositoryPath, RepositoryUrl};
+
+/// Which kind of credential a Git source uses. The secret itself (token or private key) is
+/// stored encrypted next to the application and never travels inside the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GitCredentialKind {
+    #[default]
+    None,
+    /// An HTTPS token, sent as the basic-auth password.
+    Token,
+    /// An SSH deploy key (private key in OpenSSH format).
+    SshKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitSource {
+    pub repository: RepositoryUrl,
+    /// `None` follows the environment's branch.
+    pub branch: Option<BranchName>,
+    pub root_path: RepositoryPath,
+    /// Relative to `root_path`.
+    pub dockerfile_path: RepositoryPath,
+    pub build_args: BTreeMap<String, String>,
+    pub credential: GitCredentialKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ApplicationSource {
+    Git(GitSource),
+    Image { reference: ImageReference },
+}
+
+/// CPU limit in thousandths of a core (`--cpu 0.5` is 500).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MilliCpu(u32);
+
+impl MilliCpu {
+    pub fn from_cores(cores: f64) -> Result<Self, NameError> {
+        if !(0.01..=256.0).contains(&cores) || !cores.is_finite() {
+            return Err(NameError::new_pub(
+                "CPU limit",
+                &cores.to_string(),
+                "give a number of cores between 0.01 and 256, e.g. 0.5",
+            ));
+        }
+        Ok(Self((cores * 1000.0).round() as u32))
+    }
+
+    pub fn millis(self) -> u32 {
+        self.0
+    }
+
+    pub fn cores(self) -> f64 {
+        f64::from(self.0) / 1000.0
+    }
+}
+
+/// Memory limit in MiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct MemoryMib(u32);
+
+impl MemoryMib {
+    pub fn new(mib: u32) -> Result<Self, NameError> {
+        // Docker refuses limits under 6 MiB; 1 TiB is a sanity bound against typos.
+        if !(6..=1_048_576).contains(&mib) {
+            return Err(NameError::new_pub(
+                "memory limit",
+                &mib.to_string(),
+                "give megabytes between 6 and 1048576, e.g. 256",
+            ));
+        }
+        Ok(Self(mib))
+    }
+
+    pub fn mib(self) -> u32 {
+        self.0
+    }
+
+    pub fn bytes(self) -> u64 {
+        u64::from(self.0) * 1024 * 1024
+    }
+}
+
+/// Whether the application gets a public route through the edge proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Visibility {
+    #[default]
+    Public,
+    /// Reachable only by the environment's other services, on the environment network.
+    Private,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationSpec {
+    pub source: ApplicationSource,
+    /// The port the application listens on; `None` makes it a worker with no route.
+    pub port: Option<u16>,
+    pub visibility: Visibility,
+    pub cpu: Option<MilliCpu>,
+    pub memory: Option<MemoryMib>,
+}
+
+impl ApplicationSpec {
+    /// Whether the proxy should route a hostname to this application.
+    pub fn is_routed(&self) -> bool {
+        self.port.is_some() && self.visibility == Visibility::Public
+    }
+}
+
+/// Build arguments are passed to Docker as `--build-arg KEY=VALUE`; keys follow the
+/// variable-name rules so they cannot smuggle anything else.
+pub fn validate_build_arg_key(key: &str) -> Result<(), NameError> {
+    crate::names::EnvVarName::parse_any(key).map(|_| ()).map_err(|_| {
+        NameError::new_pub(
+            "build argument",
+            key,
+            "use letters, digits and '_', not starting with a digit (e.g. NODE_ENV=production)",
+        )
+    })
+}
+
+/// Validates an application's port.
+pub fn validate_port(port: u32) -> Result<u16, NameError> {
+    u16::try_from(port).ok().filter(|p| *p > 0).ok_or_else(|| {
+        NameError::new_pub("port", &port.to_string(), "give a TCP port between 1 and 65535")
+    })
+}
+
+/// The environment's branch unless the application overrides it.
+pub fn effective_branch(source: &GitSource, environment_branch: &BranchName) -> BranchName {
+    source.branch.clone().unwrap_or_else(|| environment_branch.clone())
+}
