@@ -185,6 +185,16 @@ pub(crate) enum TokenSource {
     AdminToken(PathBuf),
 }
 
+impl std::fmt::Display for TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenSource::Flag => f.write_str("--token / BERTH_TOKEN"),
+            TokenSource::ConfigFile(path) => write!(f, "{} (saved by `berth login`)", path.display()),
+            TokenSource::AdminToken(path) => write!(f, "the admin token file {}", path.display()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Connection {
     pub(crate) url: ServerUrl,

@@ -27,14 +27,15 @@ pub(crate) struct Console {
 
 impl Console {
     pub(crate) fn from_process(format: OutputFormat) -> Self {
-        Console {
+        let terminals =
+            Terminals { stdin: io::stdin().is_terminal(), stderr: io::stderr().is_terminal() };
+        Console::new(
             format,
-            out: Box::new(io::stdout()),
-            err: Box::new(io::stderr()),
-            input: Box::new(io::BufReader::new(io::stdin())),
-            stdin_is_terminal: io::stdin().is_terminal(),
-            stderr_is_terminal: io::stderr().is_terminal(),
-        }
+            Box::new(io::stdout()),
+            Box::new(io::stderr()),
+            Box::new(io::BufReader::new(io::stdin())),
+            terminals,
+        )
     }
 
     pub(crate) fn new(
@@ -52,10 +53,6 @@ impl Console {
             stdin_is_terminal: terminals.stdin,
             stderr_is_terminal: terminals.stderr,
         }
-    }
-
-    pub(crate) fn format(&self) -> OutputFormat {
-        self.format
     }
 
     pub(crate) fn is_json(&self) -> bool {

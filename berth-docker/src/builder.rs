@@ -49,9 +49,10 @@ impl Builder for DockerEngine {
         match self.docker.inspect_image(tag).await {
             Ok(_) => Ok(true),
             Err(error) if is_not_found(&error) => Ok(false),
-            Err(error) => {
-                Err(BuildError::Engine(format!("inspecting image {tag}: {}", engine_message(&error))))
-            }
+            Err(error) => Err(BuildError::Engine(format!(
+                "inspecting image {tag}: {}",
+                engine_message(&error)
+            ))),
         }
     }
 
@@ -78,10 +79,8 @@ impl Builder for DockerEngine {
             return Ok(());
         }
         log.line(&format!("{reference} is not present locally; pulling it"));
-        let pull_failed = |message: String| BuildError::PullFailed {
-            reference: reference.to_owned(),
-            message,
-        };
+        let pull_failed =
+            |message: String| BuildError::PullFailed { reference: reference.to_owned(), message };
         match tokio::time::timeout(PULL_TIMEOUT, self.pull(reference, log)).await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(pull_failed(engine_message(&error))),
@@ -109,11 +108,8 @@ impl DockerEngine {
         let root = request.root_path.as_str();
         let dockerfile = request.dockerfile_path.as_str();
         let context_dir = request.checkout_dir.join(root);
-        let dockerfile_in_repository = if root == "." {
-            dockerfile.to_owned()
-        } else {
-            format!("{root}/{dockerfile}")
-        };
+        let dockerfile_in_repository =
+            if root == "." { dockerfile.to_owned() } else { format!("{root}/{dockerfile}") };
         if !context_dir.join(dockerfile).is_file() {
             return Err(BuildError::DockerfileMissing { path: dockerfile_in_repository });
         }
@@ -187,10 +183,8 @@ impl DockerEngine {
     }
 
     async fn pull(&self, reference: &str, log: &dyn LogSink) -> Result<(), EngineError> {
-        let options = CreateImageOptions {
-            from_image: with_default_tag(reference),
-            ..Default::default()
-        };
+        let options =
+            CreateImageOptions { from_image: with_default_tag(reference), ..Default::default() };
         let mut stream = self.docker.create_image(Some(options), None, None);
         while let Some(item) = stream.next().await {
             let CreateImageInfo { id, status, progress, .. } = item?;
@@ -296,7 +290,8 @@ mod tests {
     fn a_failure_names_the_last_step() {
         let log = Lines::default();
         let mut progress = BuildProgress::default();
-        for chunk in ["Step 1/3 : FROM berth/busybox:1\n ---> 613a3bc5c6b2\n", "Step 2/3 : RUN ", "false\n"]
+        for chunk in
+            ["Step 1/3 : FROM berth/busybox:1\n ---> 613a3bc5c6b2\n", "Step 2/3 : RUN ", "false\n"]
         {
             progress.record(stream(chunk), &log).unwrap();
         }
@@ -304,7 +299,9 @@ mod tests {
         let error = progress
             .record(
                 BuildInfo {
-                    error: Some("The command '/bin/sh -c false' returned a non-zero code: 1".into()),
+                    error: Some(
+                        "The command '/bin/sh -c false' returned a non-zero code: 1".into(),
+                    ),
                     ..Default::default()
                 },
                 &log,

@@ -311,7 +311,10 @@ mod tests {
 
     #[test]
     fn last_matching_line_wins() {
-        assert_eq!(ignored("*\n!src\nsrc/*.tmp\n", &["a", "src/x.rs", "src/y.tmp"]), ["a", "src/y.tmp"]);
+        assert_eq!(
+            ignored("*\n!src\nsrc/*.tmp\n", &["a", "src/x.rs", "src/y.tmp"]),
+            ["a", "src/y.tmp"]
+        );
         assert_eq!(ignored("**/*.o\n", &["a.o", "x/y/b.o", "b.c"]), ["a.o", "x/y/b.o"]);
         assert_eq!(ignored("[!a]*\n", &["abc", "bcd"]), ["bcd"]);
     }

@@ -68,7 +68,8 @@ fn published_loopback(ports: Option<&PortMap>) -> Option<SocketAddr> {
         .filter_map(|(port, bindings)| Some((port, bindings.as_ref()?)))
         .collect();
     // Several published ports: report the lowest container port, deterministically.
-    bindings.sort_by_key(|(port, _)| port.trim_end_matches("/tcp").parse::<u16>().unwrap_or(u16::MAX));
+    bindings
+        .sort_by_key(|(port, _)| port.trim_end_matches("/tcp").parse::<u16>().unwrap_or(u16::MAX));
     bindings.into_iter().flat_map(|(_, list)| list.iter()).find_map(|binding| {
         let ip: Ipv4Addr = binding.host_ip.as_deref()?.parse().ok()?;
         let port: u16 = binding.host_port.as_deref()?.parse().ok()?;
@@ -79,8 +80,10 @@ fn published_loopback(ports: Option<&PortMap>) -> Option<SocketAddr> {
 pub(crate) fn container_state(inspected: ContainerInspectResponse) -> ContainerState {
     let state = inspected.state.unwrap_or_default();
     let running = state.running.unwrap_or(false);
-    let finished =
-        matches!(state.status, Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD));
+    let finished = matches!(
+        state.status,
+        Some(ContainerStateStatusEnum::EXITED | ContainerStateStatusEnum::DEAD)
+    );
     ContainerState {
         id: inspected.id.unwrap_or_default(),
         name: container_name(inspected.name.as_deref().unwrap_or_default()),
@@ -144,7 +147,10 @@ mod tests {
             host_port: Some(port.to_owned()),
         };
         let ports: PortMap = HashMap::from([
-            ("8080/tcp".to_owned(), Some(vec![binding("0.0.0.0", "5000"), binding("127.0.0.1", "49153")])),
+            (
+                "8080/tcp".to_owned(),
+                Some(vec![binding("0.0.0.0", "5000"), binding("127.0.0.1", "49153")]),
+            ),
             ("9000/udp".to_owned(), Some(vec![binding("127.0.0.1", "1")])),
             ("9090/tcp".to_owned(), None),
         ]);

@@ -62,12 +62,14 @@ impl DockerEngine {
             ),
         };
         let docker = connected
-            .map_err(|error| DockerError::Socket { socket: described.clone(), message: error.to_string() })?
+            .map_err(|error| DockerError::Socket {
+                socket: described.clone(),
+                message: error.to_string(),
+            })?
             .with_timeout(DEFAULT_REQUEST_TIMEOUT);
-        let docker = docker
-            .negotiate_version()
-            .await
-            .map_err(|error| DockerError::Unreachable { socket: described, message: error.to_string() })?;
+        let docker = docker.negotiate_version().await.map_err(|error| {
+            DockerError::Unreachable { socket: described, message: error.to_string() }
+        })?;
         Ok(DockerEngine { docker })
     }
 

@@ -154,10 +154,11 @@ impl Runtime for DockerEngine {
             let _ = self.force_remove(&spec.name).await;
             return Err(runtime_error(&operation, &error));
         }
-        let state = self.inspect_container(&spec.name).await?.ok_or_else(|| RuntimeError::Engine {
-            operation: operation.clone(),
-            message: "the container disappeared right after it started".to_owned(),
-        })?;
+        let state =
+            self.inspect_container(&spec.name).await?.ok_or_else(|| RuntimeError::Engine {
+                operation: operation.clone(),
+                message: "the container disappeared right after it started".to_owned(),
+            })?;
         if spec.port.is_some() && state.running && state.published.is_none() {
             return Err(RuntimeError::Engine {
                 operation,
@@ -234,7 +235,11 @@ impl Runtime for DockerEngine {
         Ok(())
     }
 
-    async fn remove_container(&self, name_or_id: &str, grace: Duration) -> Result<(), RuntimeError> {
+    async fn remove_container(
+        &self,
+        name_or_id: &str,
+        grace: Duration,
+    ) -> Result<(), RuntimeError> {
         let operation = format!("stopping container {name_or_id}");
         check_object_name(&operation, name_or_id)?;
         // Docker takes whole seconds; round up so the application gets at least `grace`.

@@ -49,23 +49,23 @@ pub enum ApplyOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyClientError {
-    #[error("the proxy admin socket {} does not answer: is `berth proxy` running?", socket.display())]
+    #[error("the proxy admin socket {socket} does not answer: is `berth proxy` running?")]
     NotAnswering {
         socket: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("the proxy admin socket {} did not answer within {after:?}: the proxy may be overloaded or stuck", socket.display())]
+    #[error("the proxy admin socket {socket} did not answer within {after:?}: the proxy may be overloaded or stuck")]
     TimedOut { socket: PathBuf, after: Duration },
-    #[error("the conversation with the proxy on {} broke off", socket.display())]
+    #[error("the conversation with the proxy on {socket} broke off")]
     Exchange {
         socket: PathBuf,
         #[source]
         source: BoxError,
     },
-    #[error("the proxy on {} refused the request ({status}): {message}", socket.display())]
+    #[error("the proxy on {socket} refused the request ({status}): {message}")]
     Rejected { socket: PathBuf, status: StatusCode, message: String },
-    #[error("the proxy on {} answered in a form this client does not understand: are `berth` and `berth proxy` the same version?", socket.display())]
+    #[error("the proxy on {socket} answered in a form this client does not understand: are `berth` and `berth proxy` the same version?")]
     UnexpectedResponse {
         socket: PathBuf,
         #[source]

@@ -8,6 +8,12 @@
 //! It does not decide routes: `berth-engine` computes the [`RouteTable`] and pushes it with
 //! [`ProxyAdminClient::put_routes`]. It never touches the store.
 //!
+//! Lifecycle: [`run`] binds as configured and serves until SIGINT or SIGTERM. For other
+//! stop conditions (tests, an embedding binary), [`ProxyServer::bind`] then
+//! [`ProxyServer::serve`] with any future: when it completes, the proxy stops accepting,
+//! lets in-flight requests finish for at most [`ProxyConfig::drain_timeout`], cuts the
+//! rest, removes its admin socket and returns.
+//!
 //! [`RouteTable`]: berth_domain::routes::RouteTable
 
 mod admin;

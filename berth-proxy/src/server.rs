@@ -41,23 +41,25 @@ pub enum ProxyError {
         #[source]
         source: io::Error,
     },
-    #[error("cannot create the directory {} for the proxy's admin socket or saved routes", path.display())]
+    #[error("cannot create the directory {path} for the proxy's admin socket or saved routes")]
     CreateDirectory {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("another process already answers on the proxy admin socket {}: is a `berth proxy` already running?", path.display())]
+    #[error("another process already answers on the proxy admin socket {path}: is a `berth proxy` already running?")]
     AdminSocketInUse { path: PathBuf },
-    #[error("{} exists and is not a socket; the proxy will not replace it with its admin socket", path.display())]
+    #[error(
+        "{path} exists and is not a socket; the proxy will not replace it with its admin socket"
+    )]
     AdminSocketPathOccupied { path: PathBuf },
-    #[error("cannot remove the stale proxy admin socket {}", path.display())]
+    #[error("cannot remove the stale proxy admin socket {path}")]
     RemoveStaleAdminSocket {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
-    #[error("cannot create the proxy admin socket {}", path.display())]
+    #[error("cannot create the proxy admin socket {path}")]
     AdminSocket {
         path: PathBuf,
         #[source]
@@ -142,7 +144,11 @@ impl ProxyServer {
 
         if let Err(error) = std::fs::remove_file(&config.admin_socket) {
             if error.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %config.admin_socket.display(), %error, "cannot remove the admin socket");
+                tracing::warn!(
+                    path = %config.admin_socket.display(),
+                    %error,
+                    "cannot remove the admin socket"
+                );
             }
         }
         tracing::info!("berth proxy stopped");
@@ -333,7 +339,10 @@ fn load_saved_table(path: &Path) -> RouteTable {
         }
         Ok(None) => RouteTable::default(),
         Err(error) => {
-            tracing::error!(error = %crate::error_chain(&error), "starting with an empty route table");
+            tracing::error!(
+                error = %crate::error_chain(&error),
+                "starting with an empty route table"
+            );
             RouteTable::default()
         }
     }

@@ -18,7 +18,10 @@ pub(crate) enum StateError {
         #[source]
         source: io::Error,
     },
-    #[error("the saved route table {path} is not a valid route table (it is ignored and will be overwritten by the next update)")]
+    #[error(
+        "the saved route table {path} is not a valid route table \
+         (it is ignored and will be overwritten by the next update)"
+    )]
     Parse {
         path: PathBuf,
         #[source]

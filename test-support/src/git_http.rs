@@ -131,8 +131,11 @@ async fn serve(
 async fn handle(request: Request<Incoming>, state: &ServerState) -> Response<Full<Bytes>> {
     let method = request.method().as_str().to_owned();
     let target = request.uri().path_and_query().map_or("/", |target| target.as_str()).to_owned();
-    let authorization =
-        request.headers().get(AUTHORIZATION).and_then(|value| value.to_str().ok()).map(str::to_owned);
+    let authorization = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
 
     let response = match authorized_user(state, authorization.as_deref()) {
         Ok(user) => run_backend(request, state, user).await,
@@ -159,7 +162,8 @@ async fn handle(request: Request<Incoming>, state: &ServerState) -> Response<Ful
 fn authorized_user(state: &ServerState, authorization: Option<&str>) -> Result<Option<String>, ()> {
     let Some(expected) = &state.credentials else { return Ok(None) };
     let encoded = authorization.and_then(|value| value.strip_prefix("Basic ")).ok_or(())?;
-    let decoded = base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ())?;
+    let decoded =
+        base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map_err(|_| ())?;
     if decoded != expected.as_bytes() {
         return Err(());
     }
@@ -176,7 +180,9 @@ async fn run_backend(
     let (parts, body) = request.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(error) => return text_response(StatusCode::BAD_REQUEST, &format!("bad body: {error}\n")),
+        Err(error) => {
+            return text_response(StatusCode::BAD_REQUEST, &format!("bad body: {error}\n"))
+        }
     };
 
     // Dev-only fixture: the CGI program needs a piped stdin, which berth-process (built
@@ -268,9 +274,10 @@ fn cgi_response(output: &[u8]) -> Response<Full<Bytes>> {
             if let Some(status) = code.and_then(|code| StatusCode::from_u16(code).ok()) {
                 *response.status_mut() = status;
             }
-        } else if let (Ok(name), Ok(value)) =
-            (hyper::header::HeaderName::from_bytes(name.trim().as_bytes()), HeaderValue::from_str(value))
-        {
+        } else if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.trim().as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
             response.headers_mut().append(name, value);
         }
     }

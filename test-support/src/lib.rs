@@ -6,3 +6,4 @@
 pub mod git_http;
 pub mod git_ssh;
 pub mod registry;
+pub mod repo;

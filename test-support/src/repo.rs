@@ -23,7 +23,12 @@ pub fn commit_files(bare_dir: &Path, files: &[(&str, &str)], branch: &str) -> St
     git(Some(work_dir), ["init", "--quiet"].map(OsStr::new));
     let fetched = git_status(
         Some(work_dir),
-        [OsStr::new("fetch"), "--quiet".as_ref(), bare_dir.as_os_str(), format!("refs/heads/{branch}").as_ref()],
+        [
+            OsStr::new("fetch"),
+            "--quiet".as_ref(),
+            bare_dir.as_os_str(),
+            format!("refs/heads/{branch}").as_ref(),
+        ],
     );
     if fetched {
         git(Some(work_dir), ["checkout", "--quiet", "-B", branch, "FETCH_HEAD"].map(OsStr::new));
@@ -39,10 +44,18 @@ pub fn commit_files(bare_dir: &Path, files: &[(&str, &str)], branch: &str) -> St
             .unwrap_or_else(|error| panic!("cannot write {}: {error}", path.display()));
     }
     git(Some(work_dir), ["add", "--all"].map(OsStr::new));
-    git(Some(work_dir), ["commit", "--quiet", "--allow-empty", "-m", "fixture commit"].map(OsStr::new));
     git(
         Some(work_dir),
-        [OsStr::new("push"), "--quiet".as_ref(), bare_dir.as_os_str(), format!("HEAD:refs/heads/{branch}").as_ref()],
+        ["commit", "--quiet", "--allow-empty", "-m", "fixture commit"].map(OsStr::new),
+    );
+    git(
+        Some(work_dir),
+        [
+            OsStr::new("push"),
+            "--quiet".as_ref(),
+            bare_dir.as_os_str(),
+            format!("HEAD:refs/heads/{branch}").as_ref(),
+        ],
     );
     // Point the bare repository's HEAD at the branch, as a hosting service would for its
     // default branch.

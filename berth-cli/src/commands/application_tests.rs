@@ -1,0 +1,233 @@
+//! Tests of `berth application`: request bodies, credentials, tables, against the stand-in
+//! server of `test_server`.
+
+use expect_test::expect;
+use serde_json::json;
+
+use crate::commands::testing::run_cli;
+use crate::output::Terminals;
+use crate::test_server::{Reply, StubServer};
+
+const APPS: &str = "/api/v1/projects/shop/environments/prod/applications";
+
+fn web() -> serde_json::Value {
+    json!({
+        "id": "a1", "project": "shop", "environment": "prod", "name": "web",
+        "git": {"repository": "https://git.example/shop.git", "branch": null, "effective_branch": "main",
+                "root_path": "apps/web", "dockerfile_path": "Dockerfile",
+                "build_args": {"MODE": "prod"}, "credential": "token"},
+        "image": null, "port": 3000, "private": false, "cpu": 0.5, "memory_mb": 256,
+        "url": "http://web.prod.shop.localhost:8000", "status": "running",
+        "current_deployment": "d1", "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:05:00Z"
+    })
+}
+
+fn worker() -> serde_json::Value {
+    json!({
+        "id": "a2", "project": "shop", "environment": "prod", "name": "worker",
+        "git": null, "image": "127.0.0.1:5000/worker:1", "port": null, "private": true, "cpu": null,
+        "memory_mb": null, "url": null, "status": "never_deployed", "current_deployment": null,
+        "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"
+    })
+}
+
+async fn stub() -> StubServer {
+    let web_path = format!("GET {APPS}/web");
+    let worker_path = format!("GET {APPS}/worker");
+    let post = format!("POST {APPS}");
+    let list = format!("GET {APPS}");
+    let patch_web = format!("PATCH {APPS}/web");
+    StubServer::start(vec![
+        (post.as_str(), vec![Reply::value(201, &web())]),
+        (list.as_str(), vec![Reply::value(200, &json!([web(), worker()]))]),
+        (web_path.as_str(), vec![Reply::value(200, &web())]),
+        (worker_path.as_str(), vec![Reply::value(200, &worker())]),
+        (patch_web.as_str(), vec![Reply::value(200, &web())]),
+    ])
+    .await
+}
+
+fn pretty(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    serde_json::to_string_pretty(&value).unwrap() + "\n"
+}
+
+#[tokio::test]
+async fn create_from_git_reads_the_token_from_stdin() {
+    let stub = stub().await;
+    let args = [
+        "application", "create", "-p", "shop", "-e", "prod", "web", "--git",
+        "https://git.example/shop.git", "--root-path", "apps/web", "--build-arg", "MODE=prod",
+        "--git-token-stdin", "--port", "3000", "--cpu", "0.5", "--memory", "256",
+    ];
+    let outcome = run_cli(&stub.url, &args, "ghp_secret\n", Terminals::default()).await;
+    expect![[r#"
+        created application web in environment prod of project shop
+        deploy it with `berth deploy --project shop --environment prod --application web --wait`
+    "#]]
+    .assert_eq(&outcome.transcript());
+    expect![[r#"
+        {
+          "cpu": 0.5,
+          "git": {
+            "branch": null,
+            "build_args": {
+              "MODE": "prod"
+            },
+            "dockerfile_path": null,
+            "repository": "https://git.example/shop.git",
+            "root_path": "apps/web"
+          },
+          "git_token": "ghp_secret",
+          "image": null,
+          "memory_mb": 256,
+          "name": "web",
+          "port": 3000,
+          "private": false,
+          "ssh_private_key": null
+        }
+    "#]]
+    .assert_eq(&pretty(&stub.bodies("POST")[0]));
+}
+
+#[tokio::test]
+async fn create_with_an_ssh_key_sends_the_file_and_refuses_a_public_key() {
+    let stub = stub().await;
+    let dir = tempfile::tempdir().unwrap();
+    let private_key = dir.path().join("id_ed25519");
+    let key = "-----BEGIN OPENSSH PRIVATE KEY-----\nabc\n-----END OPENSSH PRIVATE KEY-----\n";
+    std::fs::write(&private_key, key).unwrap();
+    let public_key = dir.path().join("id_ed25519.pub");
+    std::fs::write(&public_key, "ssh-ed25519 AAAA me@host\n").unwrap();
+
+    let base = ["app", "create", "-p", "shop", "-e", "prod", "web", "--git", "ssh://git@127.0.0.1:2222/shop.git"];
+    let private_arg = private_key.to_str().unwrap();
+    let args: Vec<&str> = base.iter().copied().chain(["--ssh-key-file", private_arg]).collect();
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    assert!(outcome.success, "{}", outcome.transcript());
+    let body: serde_json::Value = serde_json::from_str(&stub.bodies("POST")[0]).unwrap();
+    assert_eq!(body["ssh_private_key"], key);
+
+    let public_arg = public_key.to_str().unwrap();
+    let args: Vec<&str> = base.iter().copied().chain(["--ssh-key-file", public_arg]).collect();
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    let transcript = outcome.transcript().replace(dir.path().to_str().unwrap(), "$TMP");
+    expect![[r#"
+        --- stderr
+        error: $TMP/id_ed25519.pub is a public key
+        hint: pass the private key (the file without .pub); the public key goes to the Git host as a deploy key
+        --- failed
+    "#]]
+    .assert_eq(&transcript);
+    assert_eq!(stub.bodies("POST").len(), 1, "nothing sent for the refused key");
+}
+
+#[tokio::test]
+async fn create_from_an_image() {
+    let stub = stub().await;
+    let args = ["app", "create", "-p", "shop", "-e", "prod", "worker", "--image", "127.0.0.1:5000/worker:1", "--private"];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    assert!(outcome.success, "{}", outcome.transcript());
+    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null}"#]]
+        .assert_eq(&stub.bodies("POST")[0]);
+}
+
+#[tokio::test]
+async fn update_of_one_git_option_keeps_the_others() {
+    let stub = stub().await;
+    let args = ["app", "update", "-p", "shop", "-e", "prod", "web", "--branch", "develop", "--no-port", "--public"];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    expect![[r#"
+        updated application web
+        deploy the change with `berth deploy --project shop --environment prod --application web --wait`
+    "#]]
+    .assert_eq(&outcome.transcript());
+    expect![[r#"
+        GET /api/v1/projects/shop/environments/prod/applications/web
+        PATCH /api/v1/projects/shop/environments/prod/applications/web
+    "#]]
+    .assert_eq(&stub.request_lines());
+    expect![[r#"
+        {
+          "clear_credentials": false,
+          "clear_port": true,
+          "cpu": null,
+          "git": {
+            "branch": "develop",
+            "build_args": {
+              "MODE": "prod"
+            },
+            "dockerfile_path": "Dockerfile",
+            "repository": "https://git.example/shop.git",
+            "root_path": "apps/web"
+          },
+          "git_token": null,
+          "image": null,
+          "memory_mb": null,
+          "port": null,
+          "private": false,
+          "ssh_private_key": null
+        }
+    "#]]
+    .assert_eq(&pretty(&stub.bodies("PATCH")[0]));
+}
+
+#[tokio::test]
+async fn update_refusals() {
+    let stub = stub().await;
+    let nothing = run_cli(&stub.url, &["app", "update", "-p", "shop", "-e", "prod", "web"], "", Terminals::default()).await;
+    expect![[r#"
+        --- stderr
+        error: nothing to change
+        hint: pass at least one option; see `berth application update --help`
+        --- failed
+    "#]]
+    .assert_eq(&nothing.transcript());
+    let args = ["app", "update", "-p", "shop", "-e", "prod", "worker", "--root-path", "x"];
+    let image_app = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    expect![[r#"
+        --- stderr
+        error: application "worker" is not built from a Git repository
+        hint: pass --git URL to build it from a repository
+        --- failed
+    "#]]
+    .assert_eq(&image_app.transcript());
+    assert!(stub.bodies("PATCH").is_empty());
+}
+
+#[tokio::test]
+async fn list_and_show() {
+    let stub = stub().await;
+    let list = run_cli(&stub.url, &["app", "list", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
+    expect![[r#"
+        NAME     STATUS           PORT   URL                                   SOURCE
+        web      running          3000   http://web.prod.shop.localhost:8000   https://git.example/shop.git (main, apps/web)
+        worker   never_deployed   -      - (worker: no port)                   image 127.0.0.1:5000/worker:1
+    "#]]
+    .assert_eq(&list.transcript());
+    let show = run_cli(&stub.url, &["app", "show", "-p", "shop", "-e", "prod", "web"], "", Terminals::default()).await;
+    expect![[r#"
+        name:        web
+        project:     shop
+        environment: prod
+        status:      running
+        url:         http://web.prod.shop.localhost:8000
+        repository:  https://git.example/shop.git
+        branch:      main (the environment's)
+        root path:   apps/web
+        dockerfile:  Dockerfile
+        build args:  MODE=prod
+        credential:  token
+        port:        3000
+        visibility:  public
+        cpu:         0.5 cores
+        memory:      256 MiB
+        deployment:  d1
+        created:     2024-05-01 10:00:00
+        updated:     2024-05-01 10:05:00
+    "#]]
+    .assert_eq(&show.transcript());
+    let json = run_cli(&stub.url, &["app", "show", "-p", "shop", "-e", "prod", "web", "--output", "json"], "", Terminals::default()).await;
+    let shown: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(shown["url"], "http://web.prod.shop.localhost:8000");
+}

@@ -1,0 +1,205 @@
+//! Dispatch of the CLI's commands, one module per resource, and the error every command
+//! returns ([`CliError`]), printed as `error: ...` plus a `hint: ...` of what to do next.
+
+mod application;
+mod delete;
+mod deploy;
+mod deployment;
+mod env_var;
+mod environment;
+mod login;
+mod logs;
+mod project;
+mod status;
+
+use std::io;
+
+use crate::args::{Command, GlobalArgs};
+use crate::client::{ApiClient, ClientError};
+use crate::config::{resolve_connection, ConfigError, ProcessEnv};
+use crate::output::Console;
+use crate::paths::InvalidName;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum CliError {
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    InvalidName(#[from] InvalidName),
+    /// A failure the command explains itself; `details` are printed after the message.
+    #[error("{message}")]
+    Failed { message: String, details: String, hint: Option<String> },
+    #[error("cannot write the output: {0}")]
+    Output(#[from] io::Error),
+}
+
+impl CliError {
+    pub(crate) fn failed(message: impl Into<String>, hint: Option<String>) -> Self {
+        CliError::Failed { message: message.into(), details: String::new(), hint }
+    }
+
+    fn hint(&self) -> Option<String> {
+        match self {
+            CliError::Client(error) => error.hint(),
+            CliError::Config(error) => error.hint(),
+            CliError::Failed { hint, .. } => hint.clone(),
+            CliError::InvalidName(_) | CliError::Output(_) => None,
+        }
+    }
+}
+
+/// What every command needs: the API client and the console.
+pub(crate) struct Context<'a> {
+    pub(crate) client: ApiClient,
+    pub(crate) console: &'a mut Console,
+}
+
+pub(crate) async fn execute(
+    global: &GlobalArgs,
+    command: Command,
+    env: &ProcessEnv,
+    console: &mut Console,
+) -> Result<(), CliError> {
+    if let Command::Login(args) = command {
+        return login::run(global, &args, env, console).await;
+    }
+    let connection = resolve_connection(global, env)?;
+    let token_source = connection.token_source;
+    let client = ApiClient::new(connection.url, connection.token)?;
+    let mut context = Context { client, console };
+    dispatch(&mut context, command).await.map_err(|error| match error {
+        CliError::Client(ClientError::Api { status: 401, message, .. }) => CliError::failed(
+            message,
+            Some(format!(
+                "the token came from {token_source}; run `berth login --url URL --token TOKEN` with a valid one, or pass --token"
+            )),
+        ),
+        other => other,
+    })
+}
+
+async fn dispatch(context: &mut Context<'_>, command: Command) -> Result<(), CliError> {
+    match command {
+        Command::Login(_) => Ok(()),
+        Command::Project(command) => project::run(context, command).await,
+        Command::Environment(command) => environment::run(context, command).await,
+        Command::Application(command) => application::run(context, command).await,
+        Command::EnvVar(command) => env_var::run(context, command).await,
+        Command::Deploy(args) => deploy::run(context, args).await,
+        Command::Deployment(command) => deployment::run(context, command).await,
+        Command::Status(args) => status::run(context, args).await,
+        Command::Logs(args) => logs::run(context, args).await,
+    }
+}
+
+/// Prints an error on stderr: `error: ...`, details, `hint: ...`. A closed stdout (`| head`)
+/// is not worth a message.
+pub(crate) fn report(console: &mut Console, error: &CliError) {
+    if let CliError::Output(io_error) = error {
+        if io_error.kind() == io::ErrorKind::BrokenPipe {
+            return;
+        }
+    }
+    let mut text = format!("error: {error}\n");
+    if let CliError::Failed { details, .. } = error {
+        text.push_str(details);
+    }
+    if let Some(hint) = error.hint() {
+        text.push_str(&format!("hint: {hint}\n"));
+    }
+    // Nothing sensible is left to do if stderr itself is gone.
+    let _ = console.eprint(&text);
+}
+
+/// Reads a secret from stdin: the whole input when piped (one trailing newline removed),
+/// one line after a prompt on a terminal. Empty input is refused.
+pub(crate) fn read_secret(console: &mut Console, prompt: &str, what: &str) -> Result<String, CliError> {
+    let value = if console.stdin_is_terminal() {
+        console.eprint(prompt)?;
+        console.read_line()?.unwrap_or_default()
+    } else {
+        console.read_all()?
+    };
+    if value.is_empty() {
+        return Err(CliError::failed(format!("no {what} on standard input"), None));
+    }
+    Ok(value)
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Runs a command line against the stand-in server with captured streams.
+
+    use std::io::{self, Write};
+    use std::sync::{Arc, Mutex, PoisonError};
+
+    use clap::Parser;
+
+    use super::*;
+    use crate::args::Cli;
+    use crate::output::Terminals;
+
+    #[derive(Clone, Default)]
+    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for SharedBuffer {
+        fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl SharedBuffer {
+        fn text(&self) -> String {
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+        }
+    }
+
+    /// What the user saw: exit status, stdout and stderr.
+    pub(crate) struct Outcome {
+        pub(crate) success: bool,
+        pub(crate) stdout: String,
+        pub(crate) stderr: String,
+    }
+
+    impl Outcome {
+        /// `stdout`, then `--- stderr` and its text when there is any, then `--- failed`
+        /// when the command failed: one string for a snapshot.
+        pub(crate) fn transcript(&self) -> String {
+            let mut text = self.stdout.clone();
+            if !self.stderr.is_empty() {
+                text.push_str("--- stderr\n");
+                text.push_str(&self.stderr);
+            }
+            if !self.success {
+                text.push_str("--- failed\n");
+            }
+            text
+        }
+    }
+
+    /// Runs `berth ARGS --url STUB --token t0ken` with `stdin` as standard input.
+    pub(crate) async fn run_cli(url: &str, args: &[&str], stdin: &str, terminals: Terminals) -> Outcome {
+        let argv = ["berth", "--url", url, "--token", "t0ken"].into_iter().chain(args.iter().copied());
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{error}"));
+        run_parsed(cli, stdin, terminals, &ProcessEnv::default()).await
+    }
+
+    pub(crate) async fn run_parsed(cli: Cli, stdin: &str, terminals: Terminals, env: &ProcessEnv) -> Outcome {
+        let out = SharedBuffer::default();
+        let err = SharedBuffer::default();
+        let input = Box::new(io::Cursor::new(stdin.as_bytes().to_vec()));
+        let mut console =
+            Console::new(cli.global.output, Box::new(out.clone()), Box::new(err.clone()), input, terminals);
+        let result = execute(&cli.global, cli.command, env, &mut console).await;
+        if let Err(error) = &result {
+            report(&mut console, error);
+        }
+        Outcome { success: result.is_ok(), stdout: out.text(), stderr: err.text() }
+    }
+}

@@ -1,0 +1,145 @@
+//! `berth project create|list|delete`.
+
+use berth_api::{CreateProject, Project};
+
+use super::delete::{delete, Deletion};
+use super::{CliError, Context};
+use crate::args::ProjectCommand;
+use crate::client::Fetched;
+use crate::output::{format_timestamp, Table};
+use crate::paths;
+
+pub(crate) async fn run(context: &mut Context<'_>, command: ProjectCommand) -> Result<(), CliError> {
+    match command {
+        ProjectCommand::Create(args) => {
+            let body = CreateProject { name: args.name };
+            let created: Fetched<Project> = context.client.post(&paths::projects(), &body).await?;
+            if context.console.is_json() {
+                context.console.print_json(&created.raw)?;
+            } else {
+                let name = &created.value.name;
+                context.console.println(&format!("created project {name}"))?;
+                context.console.println(&format!(
+                    "next: berth environment create --project {name} production --mode production"
+                ))?;
+            }
+        }
+        ProjectCommand::List => {
+            let projects: Fetched<Vec<Project>> = context.client.get(&paths::projects()).await?;
+            if context.console.is_json() {
+                context.console.print_json(&projects.raw)?;
+            } else {
+                context.console.print(&projects_table(&projects.value))?;
+            }
+        }
+        ProjectCommand::Delete(args) => {
+            let deletion = Deletion {
+                kind: "project",
+                question: format!("Delete project {:?} and everything in it?", args.name),
+                path: paths::project(&args.name)?,
+                confirmed: args.confirm.yes,
+                list_command: "berth project list".into(),
+                name: args.name,
+            };
+            delete(context, deletion).await?;
+        }
+    }
+    Ok(())
+}
+
+fn projects_table(projects: &[Project]) -> String {
+    if projects.is_empty() {
+        return "no projects yet: create one with `berth project create NAME`\n".into();
+    }
+    let mut table = Table::new(&["NAME", "STATUS", "CREATED"]);
+    for project in projects {
+        table.row(vec![project.name.clone(), project.status.clone(), format_timestamp(&project.created_at)]);
+    }
+    table.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use expect_test::expect;
+    use serde_json::json;
+
+    use crate::commands::testing::run_cli;
+    use crate::output::Terminals;
+    use crate::test_server::{Reply, StubServer};
+
+    #[tokio::test]
+    async fn create_then_list_as_table_and_json() {
+        let shop = json!({"id": "p1", "name": "shop", "status": "active", "created_at": "2024-05-01T10:00:00Z", "new_field": 1});
+        let blog = json!({"id": "p2", "name": "blog-site", "status": "deleting", "created_at": "2024-05-02T11:30:00Z"});
+        let stub = StubServer::start(vec![
+            ("POST /api/v1/projects", vec![Reply::value(201, &shop)]),
+            ("GET /api/v1/projects", vec![Reply::value(200, &json!([shop, blog]))]),
+        ])
+        .await;
+        let created = run_cli(&stub.url, &["project", "create", "shop"], "", Terminals::default()).await;
+        expect![[r#"
+            created project shop
+            next: berth environment create --project shop production --mode production
+        "#]]
+        .assert_eq(&created.transcript());
+        assert_eq!(stub.bodies("POST"), [r#"{"name":"shop"}"#]);
+
+        let listed = run_cli(&stub.url, &["project", "list"], "", Terminals::default()).await;
+        expect![[r#"
+            NAME        STATUS     CREATED
+            shop        active     2024-05-01 10:00:00
+            blog-site   deleting   2024-05-02 11:30:00
+        "#]]
+        .assert_eq(&listed.transcript());
+
+        let json = run_cli(&stub.url, &["project", "list", "-o", "json"], "", Terminals::default()).await;
+        let printed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(printed[0]["new_field"], 1, "the API's JSON is printed unchanged");
+    }
+
+    #[tokio::test]
+    async fn an_empty_list_says_what_to_do() {
+        let stub = StubServer::start(vec![("GET /api/v1/projects", vec![Reply::json(200, "[]")])]).await;
+        let listed = run_cli(&stub.url, &["project", "list"], "", Terminals::default()).await;
+        expect![[r#"
+            no projects yet: create one with `berth project create NAME`
+        "#]]
+        .assert_eq(&listed.transcript());
+    }
+
+    #[tokio::test]
+    async fn the_servers_validation_message_is_shown() {
+        let stub = StubServer::start(vec![(
+            "POST /api/v1/projects",
+            vec![Reply::json(
+                422,
+                r#"{"error":{"code":"invalid_input","message":"project name \"Shop\" is invalid: use 1 to 63 lower-case letters"}}"#,
+            )],
+        )])
+        .await;
+        let outcome = run_cli(&stub.url, &["project", "create", "Shop"], "", Terminals::default()).await;
+        expect![[r#"
+            --- stderr
+            error: project name "Shop" is invalid: use 1 to 63 lower-case letters
+            --- failed
+        "#]]
+        .assert_eq(&outcome.transcript());
+    }
+
+    #[tokio::test]
+    async fn a_refused_token_gets_a_hint() {
+        let stub = StubServer::start(vec![(
+            "GET /api/v1/projects",
+            vec![Reply::json(401, r#"{"error":{"code":"unauthorized","message":"the API token is not valid"}}"#)],
+        )])
+        .await;
+        let outcome = run_cli(&stub.url, &["project", "list"], "", Terminals::default()).await;
+        expect![[r#"
+            --- stderr
+            error: the API token is not valid
+            hint: check the token: run `berth login --url URL --token TOKEN`, or pass --token
+            --- failed
+        "#]]
+        .assert_eq(&outcome.transcript());
+    }
+}

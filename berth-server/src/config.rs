@@ -1,0 +1,121 @@
+//! Command-line flags (and their `BERTH_*` environment variables) of `berth server` and
+//! `berth proxy`, and their validation into settings. Read once in the binary and passed
+//! explicitly.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use berth_domain::Hostname;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerArgs {
+    /// Where Berth keeps its store, keys, checkouts and logs. Default:
+    /// `$XDG_DATA_HOME/berth`, or `/var/lib/berth` when run as root.
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address of the REST API.
+    #[arg(long, env = "BERTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Address of the edge proxy that serves applications (80 in production).
+    #[arg(long, env = "BERTH_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub proxy_listen: SocketAddr,
+
+    /// Applications are served at `<app>.<environment>.<project>.<base-domain>`.
+    #[arg(long, env = "BERTH_BASE_DOMAIN", default_value = "localhost")]
+    pub base_domain: String,
+
+    /// Allow applications to use local paths and file:// repository URLs. Off by default:
+    /// with it, anyone holding an API token can make the server read any Git repository
+    /// its user can read.
+    #[arg(long, env = "BERTH_ALLOW_LOCAL_REPOSITORIES")]
+    pub allow_local_repositories: bool,
+
+    /// The key that encrypts secrets; default `<data-dir>/master.key` (created once).
+    #[arg(long, env = "BERTH_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Docker engine socket.
+    #[arg(long, env = "BERTH_DOCKER_SOCKET", default_value = "/var/run/docker.sock")]
+    pub docker_socket: String,
+
+    /// Seconds a new container has to accept connections on its port.
+    #[arg(long, env = "BERTH_HEALTH_TIMEOUT", default_value_t = 60)]
+    pub health_timeout_secs: u64,
+
+    /// Seconds a build may take.
+    #[arg(long, env = "BERTH_BUILD_TIMEOUT", default_value_t = 1800)]
+    pub build_timeout_secs: u64,
+
+    /// Do not start a `berth proxy` process (for tests that run their own).
+    #[arg(long, env = "BERTH_NO_PROXY", hide = true)]
+    pub no_proxy: bool,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProxyArgs {
+    /// Data directory of the server (the admin socket and saved routes live there).
+    #[arg(long, env = "BERTH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Address to serve applications on.
+    #[arg(long, env = "BERTH_PROXY_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+}
+
+/// The default data directory: `/var/lib/berth` for root, else `$XDG_DATA_HOME/berth`
+/// (`~/.local/share/berth`).
+pub fn default_data_dir() -> PathBuf {
+    if running_as_root() {
+        return PathBuf::from("/var/lib/berth");
+    }
+    if let Some(xdg) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(xdg).join("berth");
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local/share/berth")
+}
+
+fn running_as_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+}
+
+/// Validated server settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub proxy_listen: SocketAddr,
+    pub base_domain: Hostname,
+    pub allow_local_repositories: bool,
+    pub master_key_file: PathBuf,
+    pub docker_socket: String,
+    pub health_timeout: Duration,
+    pub build_timeout: Duration,
+    pub start_proxy: bool,
+}
+
+impl ServerArgs {
+    pub fn validate(self) -> Result<ServerSettings, String> {
+        let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
+        let base_domain = Hostname::parse(&self.base_domain).map_err(|e| format!("--base-domain: {e}"))?;
+        if self.health_timeout_secs == 0 || self.build_timeout_secs == 0 {
+            return Err("timeouts must be at least 1 second".into());
+        }
+        Ok(ServerSettings {
+            master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
+            data_dir,
+            listen: self.listen,
+            proxy_listen: self.proxy_listen,
+            base_domain,
+            allow_local_repositories: self.allow_local_repositories,
+            docker_socket: self.docker_socket,
+            health_timeout: Duration::from_secs(self.health_timeout_secs),
+            build_timeout: Duration::from_secs(self.build_timeout_secs),
+            start_proxy: !self.no_proxy,
+        })
+    }
+}
