@@ -266,6 +266,7 @@ database_rootfs() {
   fi
   # create_main_cluster=false: postgresql-common would otherwise initdb a cluster that
   # nothing uses. The packages' maintainer scripts start no services in the chroot.
+  # shellcheck disable=SC2016 # $1 is the hook's argument (the chroot), for mmdebstrap's shell
   mmdebstrap --quiet --mode=root --variant=minbase \
     --include=postgresql-15,redis-server,mariadb-server \
     --setup-hook='mkdir -p "$1/etc/postgresql-common" && echo "create_main_cluster = false" >"$1/etc/postgresql-common/createcluster.conf"' \
@@ -301,9 +302,11 @@ copy_from_rootfs() {
     if [ -d "$rootfs$path" ] && ! [ -L "$rootfs$path" ]; then
       mkdir -p -- "$dest$path"
       cp -a -- "$rootfs$path/." "$dest$path/"
+      # ELF files start with \x7fELF; one grep over the directory rather than a process
+      # per file (zoneinfo alone has ~1800 files).
       while IFS= read -r -d '' file; do
-        if [ "$(head -c 4 -- "$file")" = $'\177ELF' ]; then elf_files+=("${file#"$rootfs"}"); fi
-      done < <(find "$rootfs$path" -type f -print0)
+        elf_files+=("${file#"$rootfs"}")
+      done < <(find "$rootfs$path" -type f -exec env LC_ALL=C grep -laZ -m1 -P '^\x7fELF' {} +)
     else
       copy_file_from_rootfs "$rootfs" "$dest" "$path"
       if [ "$(head -c 4 -- "$rootfs$path")" = $'\177ELF' ]; then elf_files+=("$path"); fi
@@ -326,7 +329,8 @@ copy_from_rootfs() {
 
 # The part every database image shares: the busybox userland (the entrypoints are busybox
 # sh scripts), Debian's merged /usr layout (ldd names libraries under /lib and /usr/lib),
-# setpriv to drop root without building a command string for `su -c`, the C.UTF-8
+# util-linux setpriv to drop root without building a command string for `su -c` (called
+# by absolute path: this busybox prefers its own, smaller setpriv applet), the C.UTF-8
 # locale, and a service user SERVICE_NAME with home HOME.
 #   populate_database_tree ROOT SERVICE_NAME HOME
 populate_database_tree() {
@@ -349,11 +353,15 @@ write_entrypoint_common() {
 #!/bin/sh
 set -eu
 
+# The value of the environment variable NAME (empty when unset), without eval; this
+# busybox has no printenv.
+env_value() { awk -v name="$1" 'BEGIN { printf "%s", ENVIRON[name] }'; }
+
 # VAR, or the content of the file VAR_FILE names (Docker secrets), else DEFAULT;
 # setting both is an error, as in the official images.
 file_env() {
-  fe_value=$(printenv "$1" || true)
-  fe_file=$(printenv "$1_FILE" || true)
+  fe_value=$(env_value "$1")
+  fe_file=$(env_value "$1_FILE")
   if [ -n "$fe_value" ] && [ -n "$fe_file" ]; then
     echo "error: both $1 and $1_FILE are set (but are exclusive)" >&2
     exit 1
@@ -412,7 +420,7 @@ if [ "$1" = postgres ] && [ "$(id -u)" = 0 ]; then
   find "$PGDATA" /var/run/postgresql \! -user postgres -exec chown postgres:postgres '{}' +
   chmod 0700 "$PGDATA"
   chmod 3777 /var/run/postgresql
-  exec setpriv --reuid=postgres --regid=postgres --init-groups -- "$0" "$@"
+  exec /usr/bin/setpriv --reuid=postgres --regid=postgres --init-groups -- "$0" "$@"
 fi
 
 psql_init() {
@@ -581,7 +589,7 @@ if [ "$server" = 1 ] && [ "$(id -u)" = 0 ]; then
   # As root: own the data and socket directories, then run again as mysql.
   mkdir -p "$DATADIR" /run/mysqld
   find "$DATADIR" /run/mysqld \! -user mysql -exec chown mysql:mysql '{}' +
-  exec setpriv --reuid=mysql --regid=mysql --init-groups -- "$0" "$@"
+  exec /usr/bin/setpriv --reuid=mysql --regid=mysql --init-groups -- "$0" "$@"
 fi
 
 if [ "$server" = 1 ] && ! [ -d "$DATADIR/mysql" ]; then
@@ -755,7 +763,7 @@ fi
 
 if [ "$1" = redis-server ] && [ "$(id -u)" = 0 ]; then
   find . \! -user redis -exec chown redis:redis '{}' +
-  exec setpriv --reuid=redis --regid=redis --init-groups -- "$0" "$@"
+  exec /usr/bin/setpriv --reuid=redis --regid=redis --init-groups -- "$0" "$@"
 fi
 
 if [ "$1" = redis-server ]; then

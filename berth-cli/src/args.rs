@@ -11,7 +11,7 @@ pub const DEFAULT_URL: &str = "http://127.0.0.1:8080";
 
 /// Berth's command-line client: talks to a Berth server's REST API.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "berth", version, about, propagate_version = true)]
+#[command(name = "berth", version, propagate_version = true)]
 pub struct Cli {
     #[command(flatten)]
     pub global: GlobalArgs,
@@ -24,7 +24,7 @@ pub struct Cli {
 pub struct GlobalArgs {
     /// URL of the Berth server [default: the URL saved by `berth login`, else
     /// http://127.0.0.1:8080]
-    #[arg(long, env = "BERTH_URL", global = true, value_name = "URL")]
+    #[arg(long, env = "BERTH_URL", global = true, value_name = "URL", hide_env_values = true)]
     pub url: Option<String>,
     /// API token [default: the token saved by `berth login`, else the admin token of the
     /// local server's data directory]
@@ -200,7 +200,7 @@ pub struct GitSourceArgs {
     /// Dockerfile path relative to the root path [default: Dockerfile].
     #[arg(long, value_name = "PATH")]
     pub dockerfile: Option<String>,
-    /// Docker build argument (repeatable).
+    /// Docker build argument (repeatable; on `update`, replaces all build arguments).
     #[arg(long = "build-arg", value_name = "K=V", value_parser = parse_key_value)]
     pub build_args: Vec<(String, String)>,
     /// Read an HTTPS access token for a private repository from standard input.
@@ -230,7 +230,7 @@ pub struct RuntimeArgs {
     #[arg(long)]
     pub private: bool,
     /// CPU limit in cores, e.g. 0.5.
-    #[arg(long, value_name = "CORES", value_parser = parse_cpu)]
+    #[arg(long, value_name = "CORES", value_parser = parse_cpu, allow_negative_numbers = true)]
     pub cpu: Option<f64>,
     /// Memory limit in MiB.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..))]
@@ -416,161 +416,5 @@ fn parse_cpu(raw: &str) -> Result<f64, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-    use expect_test::{expect, Expect};
-
-    use super::*;
-
-    #[test]
-    fn clap_definition_is_consistent() {
-        Cli::command().debug_assert();
-    }
-
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
-        Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
-    }
-
-    fn check_error(args: &[&str], expected: Expect) {
-        let error = parse(args).expect_err("should be refused");
-        let rendered = error.to_string();
-        let first_line = rendered.lines().next().unwrap_or_default();
-        expected.assert_eq(first_line);
-    }
-
-    #[test]
-    fn global_flags_are_accepted_after_the_subcommand() {
-        let cli = parse(&["project", "list", "--output", "json", "--url", "http://h:1"]).unwrap();
-        assert_eq!(cli.global.output, OutputFormat::Json);
-        assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
-        assert!(matches!(cli.command, Command::Project(ProjectCommand::List)));
-    }
-
-    #[test]
-    fn application_create_from_git_with_every_option() {
-        let cli = parse(&[
-            "application",
-            "create",
-            "--project",
-            "shop",
-            "--environment",
-            "prod",
-            "web",
-            "--git",
-            "https://example.com/r.git",
-            "--branch",
-            "dev",
-            "--root-path",
-            "apps/web",
-            "--dockerfile",
-            "Dockerfile.prod",
-            "--build-arg",
-            "A=1",
-            "--build-arg",
-            "B=x=y",
-            "--port",
-            "3000",
-            "--private",
-            "--cpu",
-            "0.5",
-            "--memory",
-            "256",
-        ])
-        .unwrap();
-        let Command::Application(ApplicationCommand::Create(args)) = cli.command else {
-            panic!("wrong command");
-        };
-        assert_eq!(args.source.build_args, [("A".into(), "1".into()), ("B".into(), "x=y".into())]);
-        assert_eq!(args.runtime.port, Some(3000));
-        assert_eq!(args.runtime.cpu, Some(0.5));
-        assert!(args.runtime.private);
-    }
-
-    #[test]
-    fn bad_input_is_a_usage_error() {
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "web"],
-            expect!["error: the following required arguments were not provided:"],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "web", "--git", "u", "--image", "i"],
-            expect!["error: the argument '--git <URL>' cannot be used with '--image <REF>'"],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "web", "--image", "i", "--branch", "b"],
-            expect!["error: the argument '--image <REF>' cannot be used with '--branch <BRANCH>'"],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--port", "0"],
-            expect!["error: invalid value '0' for '--port <PORT>': 0 is not in 1..=65535"],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu", "-1"],
-            expect!["error: unexpected argument '-1' found"],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu=0"],
-            expect![[
-                r#"error: invalid value '0' for '--cpu <CORES>': expected a positive number of cores such as 0.5 or 2, got "0""#
-            ]],
-        );
-        check_error(
-            &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--build-arg", "noequals"],
-            expect![[
-                r#"error: invalid value 'noequals' for '--build-arg <K=V>': expected KEY=VALUE, got "noequals""#
-            ]],
-        );
-        check_error(
-            &[
-                "app",
-                "create",
-                "-p",
-                "p",
-                "-e",
-                "e",
-                "w",
-                "--git",
-                "u",
-                "--git-token-stdin",
-                "--ssh-key-file",
-                "k",
-            ],
-            expect!["error: the argument '--git-token-stdin' cannot be used with '--ssh-key-file <FILE>'"],
-        );
-        check_error(
-            &["app", "update", "-p", "p", "-e", "e", "w", "--port", "80", "--no-port"],
-            expect!["error: the argument '--port <PORT>' cannot be used with '--no-port'"],
-        );
-        check_error(
-            &["app", "update", "-p", "p", "-e", "e", "w", "--private", "--public"],
-            expect!["error: the argument '--private' cannot be used with '--public'"],
-        );
-        check_error(
-            &["env-var", "list", "-p", "p", "--application", "a"],
-            expect!["error: the following required arguments were not provided:"],
-        );
-        check_error(
-            &["--output", "yaml", "project", "list"],
-            expect!["error: invalid value 'yaml' for '--output <OUTPUT>'"],
-        );
-    }
-
-    #[test]
-    fn logs_default_to_the_last_hundred_lines() {
-        let cli = parse(&["logs", "-p", "p", "-e", "e", "-a", "web"]).unwrap();
-        let Command::Logs(args) = cli.command else { panic!("wrong command") };
-        assert_eq!(args.tail, 100);
-        assert!(!args.follow);
-    }
-
-    #[test]
-    fn env_var_set_takes_a_single_assignment() {
-        let cli = parse(&["env-var", "set", "-p", "p", "-e", "e", "--secret", "TOKEN"]).unwrap();
-        let Command::EnvVar(EnvVarCommand::Set(args)) = cli.command else {
-            panic!("wrong command")
-        };
-        assert!(args.secret);
-        assert_eq!(args.assignment, "TOKEN");
-        assert_eq!(args.scope.environment.as_deref(), Some("e"));
-    }
-}
+#[path = "args_tests.rs"]
+mod tests;

@@ -166,7 +166,12 @@ impl ApiClient {
                 detail: format!("expected text/event-stream, got {content_type:?}"),
             });
         }
-        Ok(EventStream { client: self.clone(), response, parser: SseParser::default(), pending: VecDeque::new() })
+        Ok(EventStream {
+            client: self.clone(),
+            response,
+            parser: SseParser::default(),
+            pending: VecDeque::new(),
+        })
     }
 
     async fn send<B: Serialize>(
@@ -231,7 +236,12 @@ impl ApiClient {
                 if detail.is_empty() {
                     detail = status.canonical_reason().unwrap_or("no details").to_owned();
                 }
-                ClientError::Unexpected { method, path: path.to_owned(), status: status.as_u16(), detail }
+                ClientError::Unexpected {
+                    method,
+                    path: path.to_owned(),
+                    status: status.as_u16(),
+                    detail,
+                }
             }
         }
     }
@@ -313,7 +323,10 @@ mod tests {
     async fn requests_carry_the_token_and_json_body() {
         let stub = StubServer::start(vec![(
             "POST /api/v1/projects",
-            vec![Reply::json(201, r#"{"id":"p1","name":"shop","status":"active","created_at":"x"}"#)],
+            vec![Reply::json(
+                201,
+                r#"{"id":"p1","name":"shop","status":"active","created_at":"x"}"#,
+            )],
         )])
         .await;
         let project: berth_api::Project = client(&stub.url)
@@ -333,10 +346,14 @@ mod tests {
     async fn the_servers_error_message_is_what_the_user_sees() {
         let stub = StubServer::start(vec![(
             "GET /api/v1/projects/nope",
-            vec![Reply::json(404, r#"{"error":{"code":"not_found","message":"project \"nope\" does not exist"}}"#)],
+            vec![Reply::json(
+                404,
+                r#"{"error":{"code":"not_found","message":"project \"nope\" does not exist"}}"#,
+            )],
         )])
         .await;
-        let error = client(&stub.url).get::<serde_json::Value>("/api/v1/projects/nope").await.unwrap_err();
+        let error =
+            client(&stub.url).get::<serde_json::Value>("/api/v1/projects/nope").await.unwrap_err();
         assert!(error.is_not_found());
         assert_eq!(error.to_string(), r#"project "nope" does not exist"#);
     }
@@ -370,7 +387,8 @@ mod tests {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         drop(listener);
-        let error = client(&url).get::<serde_json::Value>("/api/v1/organization").await.unwrap_err();
+        let error =
+            client(&url).get::<serde_json::Value>("/api/v1/organization").await.unwrap_err();
         assert_eq!(
             error.to_string(),
             format!("cannot reach the Berth server at {url}: is `berth server` running?")
@@ -379,9 +397,12 @@ mod tests {
 
     #[test]
     fn https_is_refused_clearly() {
-        let error = ApiClient::new(ServerUrl::parse("https://b.example").unwrap(), "t".into())
-            .unwrap_err();
-        assert_eq!(error.to_string(), "https://b.example uses https, but this build of berth speaks plain HTTP only");
+        let error =
+            ApiClient::new(ServerUrl::parse("https://b.example").unwrap(), "t".into()).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "https://b.example uses https, but this build of berth speaks plain HTTP only"
+        );
     }
 
     #[tokio::test]
@@ -391,7 +412,8 @@ mod tests {
             vec![Reply::events("data: {\"a\":1}\n\n: ping\n\nevent: end\ndata: {}\n\n")],
         )])
         .await;
-        let mut stream = client(&stub.url).events("/api/v1/deployments/d1/logs?follow=true").await.unwrap();
+        let mut stream =
+            client(&stub.url).events("/api/v1/deployments/d1/logs?follow=true").await.unwrap();
         let mut seen = Vec::new();
         while let Some(event) = stream.next().await.unwrap() {
             seen.push(format!("{:?} {}", event.event, event.data));

@@ -138,7 +138,11 @@ pub(crate) struct ServerUrl(String);
 
 impl ServerUrl {
     pub(crate) fn parse(raw: &str) -> Result<Self, ConfigError> {
-        let invalid = |reason: &str| ConfigError::InvalidUrl { url: raw.to_owned(), reason: reason.into() };
+        let invalid =
+            |reason: &str| ConfigError::InvalidUrl { url: raw.to_owned(), reason: reason.into() };
+        if !raw.contains("://") {
+            return Err(invalid(&format!("add the scheme, e.g. http://{}", raw.trim())));
+        }
         let url = Url::parse(raw.trim()).map_err(|error| invalid(&error.to_string()))?;
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(invalid("use http:// or https://"));
@@ -189,7 +193,9 @@ impl std::fmt::Display for TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             TokenSource::Flag => f.write_str("--token / BERTH_TOKEN"),
-            TokenSource::ConfigFile(path) => write!(f, "{} (saved by `berth login`)", path.display()),
+            TokenSource::ConfigFile(path) => {
+                write!(f, "{} (saved by `berth login`)", path.display())
+            }
             TokenSource::AdminToken(path) => write!(f, "the admin token file {}", path.display()),
         }
     }
@@ -353,15 +359,21 @@ mod tests {
 
     #[test]
     fn urls_are_normalized_and_checked() {
-        assert_eq!(ServerUrl::parse("http://127.0.0.1:8080/").unwrap().as_str(), "http://127.0.0.1:8080");
-        assert_eq!(ServerUrl::parse("https://h.example/berth/").unwrap().as_str(), "https://h.example/berth");
+        assert_eq!(
+            ServerUrl::parse("http://127.0.0.1:8080/").unwrap().as_str(),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(
+            ServerUrl::parse("https://h.example/berth/").unwrap().as_str(),
+            "https://h.example/berth"
+        );
         let errors: Vec<String> = ["127.0.0.1:8080", "ftp://h", "http://u:p@h", "http://h/?a=1"]
             .iter()
             .map(|raw| ServerUrl::parse(raw).unwrap_err().to_string())
             .collect();
         expect![[r#"
             [
-                "\"127.0.0.1:8080\" is not a usable server URL: use http:// or https://",
+                "\"127.0.0.1:8080\" is not a usable server URL: add the scheme, e.g. http://127.0.0.1:8080",
                 "\"ftp://h\" is not a usable server URL: use http:// or https://",
                 "\"http://u:p@h\" is not a usable server URL: put credentials in --token, not in the URL",
                 "\"http://h/?a=1\" is not a usable server URL: remove the query and fragment",
@@ -382,7 +394,10 @@ mod tests {
         save_config(&path, &config).unwrap();
         save_config(&path, &config).unwrap();
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
-        assert_eq!(fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+        assert_eq!(
+            fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
         assert_eq!(load_config(&path).unwrap(), Some(config));
         assert_eq!(fs::read_dir(path.parent().unwrap()).unwrap().count(), 1, "no temporary left");
     }
@@ -403,13 +418,17 @@ mod tests {
         let saved = ConfigFile { url: "http://127.0.0.1:9000".into(), token: "login-token".into() };
         save_config(&env.config_file().unwrap(), &saved).unwrap();
         let resolved = resolve_connection(&global(None, None), &env).unwrap();
-        assert_eq!((resolved.url.as_str(), resolved.token.as_str()), ("http://127.0.0.1:9000", "login-token"));
+        assert_eq!(
+            (resolved.url.as_str(), resolved.token.as_str()),
+            ("http://127.0.0.1:9000", "login-token")
+        );
 
         let resolved = resolve_connection(&global(None, Some("flag")), &env).unwrap();
         assert_eq!((resolved.token.as_str(), resolved.token_source), ("flag", TokenSource::Flag));
 
         // The saved token belongs to its URL; another local URL falls back to the admin token.
-        let resolved = resolve_connection(&global(Some("http://127.0.0.1:7000"), None), &env).unwrap();
+        let resolved =
+            resolve_connection(&global(Some("http://127.0.0.1:7000"), None), &env).unwrap();
         assert_eq!(resolved.token, "admin-secret");
     }
 

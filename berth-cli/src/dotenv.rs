@@ -199,14 +199,23 @@ mod tests {
                 error: line 1: "BERTH_PROJECT_NAME" is reserved: names starting with BERTH_ and the name PORT are set by Berth itself
             "#]],
         );
-        check("A=\"open\nstill open\n", expect![[r#"
+        check(
+            "A=\"open\nstill open\n",
+            expect![[r#"
             error: line 1: the " quote is never closed
-        "#]]);
-        check("A='x' trailing\n", expect![[r#"
+        "#]],
+        );
+        check(
+            "A='x' trailing\n",
+            expect![[r#"
             error: line 1: unexpected "trailing" after the closing quote
-        "#]]);
-        check("export=1\n", expect![[r#"
+        "#]],
+        );
+        check(
+            "export=1\n",
+            expect![[r#"
             1: export="1"
-        "#]]);
+        "#]],
+        );
     }
 }

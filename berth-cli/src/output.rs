@@ -321,7 +321,11 @@ mod tests {
             [0, 850, 12_345, 125_000, 3_725_000].into_iter().map(format_duration_ms).collect();
         assert_eq!(formatted, ["0ms", "850ms", "12.3s", "2m05s", "1h02m"]);
         assert_eq!(
-            elapsed_ms("2024-05-01T10:00:00Z", Some("2024-05-01T10:00:02.5Z"), OffsetDateTime::UNIX_EPOCH),
+            elapsed_ms(
+                "2024-05-01T10:00:00Z",
+                Some("2024-05-01T10:00:02.5Z"),
+                OffsetDateTime::UNIX_EPOCH
+            ),
             Some(2_500)
         );
     }
@@ -329,8 +333,8 @@ mod tests {
     #[test]
     fn fields_align_their_keys() {
         expect![[r#"
-            name:   web
-            url:    http://web.localhost:8000
+            name: web
+            url:  http://web.localhost:8000
         "#]]
         .assert_eq(&render_fields(&[
             ("name", "web".into()),

@@ -94,7 +94,8 @@ pub(crate) fn step_label(step: &DeploymentStep) -> String {
 
 fn step_change(step: &DeploymentStep) -> String {
     let label = step_label(step);
-    let took = step.duration_ms.map(|ms| format!(" in {}", format_duration_ms(ms))).unwrap_or_default();
+    let took =
+        step.duration_ms.map(|ms| format!(" in {}", format_duration_ms(ms))).unwrap_or_default();
     let message = step
         .message
         .as_deref()
@@ -143,7 +144,12 @@ mod tests {
 
     use super::*;
 
-    fn step(application: Option<&str>, name: &str, status: &str, ms: Option<u64>) -> DeploymentStep {
+    fn step(
+        application: Option<&str>,
+        name: &str,
+        status: &str,
+        ms: Option<u64>,
+    ) -> DeploymentStep {
         DeploymentStep {
             application: application.map(Into::into),
             name: name.into(),
@@ -214,7 +220,10 @@ mod tests {
         let mut progress = DeployProgress::new(ProgressStyle::UpdatingLine);
         let running = deployment(
             "running",
-            vec![step(Some("web"), "clone", "succeeded", Some(5)), step(Some("web"), "build", "running", None)],
+            vec![
+                step(Some("web"), "clone", "succeeded", Some(5)),
+                step(Some("web"), "build", "running", None),
+            ],
         );
         let text = progress.update(&running, Duration::from_millis(12_400));
         assert_eq!(text, "\r\u{1b}[2Kdeploying: build web (12s)");
@@ -226,8 +235,12 @@ mod tests {
     #[test]
     fn deletion_progress() {
         let mut line = DeleteProgress::new(ProgressStyle::UpdatingLine, "project \"shop\"".into());
-        assert_eq!(line.update(Duration::from_secs(2)), "\r\u{1b}[2Kdeleting project \"shop\"... 2s");
-        let mut lines = DeleteProgress::new(ProgressStyle::LinePerChange, "project \"shop\"".into());
+        assert_eq!(
+            line.update(Duration::from_secs(2)),
+            "\r\u{1b}[2Kdeleting project \"shop\"... 2s"
+        );
+        let mut lines =
+            DeleteProgress::new(ProgressStyle::LinePerChange, "project \"shop\"".into());
         assert_eq!(lines.update(Duration::ZERO), "deleting project \"shop\"...\n");
         assert_eq!(lines.update(Duration::from_secs(1)), "");
     }

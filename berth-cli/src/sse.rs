@@ -86,11 +86,7 @@ mod tests {
 
     fn parse_in_chunks(stream: &str, chunk_size: usize) -> Vec<SseEvent> {
         let mut parser = SseParser::default();
-        stream
-            .as_bytes()
-            .chunks(chunk_size)
-            .flat_map(|chunk| parser.push(chunk).unwrap())
-            .collect()
+        stream.as_bytes().chunks(chunk_size).flat_map(|chunk| parser.push(chunk).unwrap()).collect()
     }
 
     #[test]

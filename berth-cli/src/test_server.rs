@@ -42,7 +42,12 @@ impl Reply {
     }
 
     pub(crate) fn redirect(location: &'static str) -> Self {
-        Reply { status: 307, content_type: "text/plain", body: String::new(), location: Some(location) }
+        Reply {
+            status: 307,
+            content_type: "text/plain",
+            body: String::new(),
+            location: Some(location),
+        }
     }
 }
 
@@ -68,7 +73,10 @@ pub(crate) struct StubServer {
 impl StubServer {
     pub(crate) async fn start(routes: Vec<(&str, Vec<Reply>)>) -> Self {
         let state = Arc::new(Mutex::new(StubState {
-            routes: routes.into_iter().map(|(key, replies)| (key.to_owned(), replies.into())).collect(),
+            routes: routes
+                .into_iter()
+                .map(|(key, replies)| (key.to_owned(), replies.into()))
+                .collect(),
             requests: Vec::new(),
         }));
         let app = axum::Router::new().fallback(handle).with_state(state.clone());
@@ -109,7 +117,15 @@ impl StubServer {
         }
         lines
             .into_iter()
-            .map(|(line, count)| if count > 1 { format!("{line} (x{count})\n") } else { format!("{line}\n") })
+            .map(
+                |(line, count)| {
+                    if count > 1 {
+                        format!("{line} (x{count})\n")
+                    } else {
+                        format!("{line}\n")
+                    }
+                },
+            )
             .collect()
     }
 
@@ -142,11 +158,10 @@ async fn handle(State(state): State<Arc<Mutex<StubState>>>, request: Request) ->
             None => None,
         }
     };
-    let reply =
-        reply.unwrap_or_else(|| Reply::not_found(&format!("stub server: no reply for {request_line}")));
-    let mut response = Response::builder()
-        .status(reply.status)
-        .header("content-type", reply.content_type);
+    let reply = reply
+        .unwrap_or_else(|| Reply::not_found(&format!("stub server: no reply for {request_line}")));
+    let mut response =
+        Response::builder().status(reply.status).header("content-type", reply.content_type);
     if let Some(location) = reply.location {
         response = response.header("location", location);
     }

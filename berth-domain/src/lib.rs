@@ -14,7 +14,6 @@ pub mod spec;
 pub mod variables;
 
 pub use ids::{
-    ApiTokenId, ApplicationId, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
-    VariableId,
+    ApiTokenId, ApplicationId, DeploymentId, EnvironmentId, OrganizationId, ProjectId, VariableId,
 };
 pub use names::{BranchName, EnvVarName, Hostname, NameError, ResourceName};

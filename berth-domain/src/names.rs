@@ -127,7 +127,9 @@ impl BranchName {
                 || c.is_whitespace()
                 || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\' | '$' | '`' | '\'' | '"')
         }) {
-            return fail(&format!("it contains the character {c:?}, which is not allowed in branch names here"));
+            return fail(&format!(
+                "it contains the character {c:?}, which is not allowed in branch names here"
+            ));
         }
         for component in value.split('/') {
             if component.starts_with('.') || component.ends_with(".lock") {

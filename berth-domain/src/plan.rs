@@ -162,7 +162,8 @@ mod tests {
 
     #[test]
     fn removes_only_owned_objects_that_are_no_longer_desired() {
-        let (p, e, a) = (ProjectId::new_random(), EnvironmentId::new_random(), ApplicationId::new_random());
+        let (p, e, a) =
+            (ProjectId::new_random(), EnvironmentId::new_random(), ApplicationId::new_random());
         let (live, old) = (DeploymentId::new_random(), DeploymentId::new_random());
         let deleted_project = ProjectId::new_random();
         let desired = DesiredState {
@@ -176,7 +177,9 @@ mod tests {
         let mut unlabelled = container("berth-decoy", deleted_project, e, a, old);
         unlabelled.labels.remove(labels::MANAGED_BY);
         let mut foreign_org = container("other-org", deleted_project, e, a, old);
-        foreign_org.labels.insert(labels::ORGANIZATION.into(), uuid::Uuid::from_u128(2).to_string());
+        foreign_org
+            .labels
+            .insert(labels::ORGANIZATION.into(), uuid::Uuid::from_u128(2).to_string());
         let observed = vec![
             container("live", p, e, a, live),
             container("old", p, e, a, old),

@@ -38,9 +38,6 @@ impl RepositoryUrl {
         if value.starts_with('-') {
             return fail("it starts with '-', which Git would read as an option");
         }
-        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
-            return fail("it contains spaces or control characters");
-        }
         // `transport::address` makes Git run a remote helper; `ext::` runs any command.
         if let Some((scheme, _)) = value.split_once("::") {
             if !scheme.contains('/') {
@@ -48,6 +45,9 @@ impl RepositoryUrl {
                     "the \"{scheme}::\" remote-helper syntax is not allowed; use an https://, ssh:// or file:// URL"
                 ));
             }
+        }
+        if value.chars().any(|c| c.is_control() || c.is_whitespace()) {
+            return fail("it contains spaces or control characters");
         }
         let transport = Self::classify(value);
         match transport {
@@ -274,7 +274,10 @@ mod tests {
 
     #[test]
     fn repository_paths_stay_inside_the_checkout() {
-        assert_eq!(RepositoryPath::parse("root path", "./examples/hello/").unwrap().as_str(), "examples/hello");
+        assert_eq!(
+            RepositoryPath::parse("root path", "./examples/hello/").unwrap().as_str(),
+            "examples/hello"
+        );
         assert_eq!(RepositoryPath::parse("root path", "").unwrap().as_str(), ".");
         for bad in ["../x", "/etc", "a/../../b", "-x"] {
             assert!(RepositoryPath::parse("root path", bad).is_err(), "{bad}");

@@ -119,8 +119,7 @@ mod tests {
             var(VariableScope::Project, "B", "project"),
             var(VariableScope::Environment, "C", "env"),
         ]);
-        let pairs: Vec<_> =
-            merged.iter().map(|(k, v)| format!("{k}={}", v.value)).collect();
+        let pairs: Vec<_> = merged.iter().map(|(k, v)| format!("{k}={}", v.value)).collect();
         assert_eq!(pairs, ["A=app", "B=project", "C=env"]);
     }
 

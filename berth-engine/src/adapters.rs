@@ -212,7 +212,8 @@ pub trait Runtime: Send + Sync {
     ) -> Result<(), RuntimeError>;
 
     /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; absent is success.
-    async fn remove_container(&self, name_or_id: &str, grace: Duration) -> Result<(), RuntimeError>;
+    async fn remove_container(&self, name_or_id: &str, grace: Duration)
+        -> Result<(), RuntimeError>;
 
     /// Every object (containers, networks, volumes, images) carrying `berth.managed-by=berth`.
     async fn list_managed(&self) -> Result<Vec<ObservedObject>, RuntimeError>;

@@ -108,11 +108,17 @@ impl Engine {
     /// A route-table generation greater than every earlier one, across restarts too
     /// (wall-clock milliseconds, bumped when the clock has not moved).
     pub(crate) fn next_generation(&self) -> u64 {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now =
+            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         let mut previous = self.last_generation.load(Ordering::SeqCst);
         loop {
             let next = now.max(previous + 1);
-            match self.last_generation.compare_exchange(previous, next, Ordering::SeqCst, Ordering::SeqCst) {
+            match self.last_generation.compare_exchange(
+                previous,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
                 Ok(_) => return next,
                 Err(actual) => previous = actual,
             }
@@ -133,7 +139,8 @@ impl Engine {
             // A wake-up means a deletion was requested or a deployment ended: reconcile
             // now. Otherwise a periodic pass catches drift (a crashed container, a
             // restarted engine that republished ports).
-            let periodic_due = last_reconcile.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
+            let periodic_due =
+                last_reconcile.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
             if woken || periodic_due {
                 if let Err(error) = self.reconcile().await {
                     tracing::warn!(%error, "reconcile pass failed; retrying soon");
@@ -162,13 +169,18 @@ impl Engine {
                 message: "interrupted: the Berth server stopped during this deployment; the previous version kept serving. Deploy again.".to_owned(),
             };
             self.store.fail_open_steps(deployment.id, "interrupted").await?;
-            self.store.finish_deployment(deployment.id, DeploymentStatus::Failed, Some(&reason)).await?;
+            self.store
+                .finish_deployment(deployment.id, DeploymentStatus::Failed, Some(&reason))
+                .await?;
             tracing::warn!(deployment = %deployment.id, "marked interrupted deployment as failed");
         }
         Ok(())
     }
 
-    async fn start_queued(self: &Arc<Self>, shutdown: &CancellationToken) -> Result<(), EngineError> {
+    async fn start_queued(
+        self: &Arc<Self>,
+        shutdown: &CancellationToken,
+    ) -> Result<(), EngineError> {
         while self.running.load(Ordering::SeqCst) < self.config.max_parallel_deployments.max(1) {
             let Some(deployment) = self.store.claim_next_deployment().await? else {
                 break;
@@ -192,7 +204,10 @@ impl Engine {
     }
 
     /// The container serving an application now, from its current deployment.
-    pub async fn serving_container_name(&self, application: &ApplicationRecord) -> Result<Option<String>, EngineError> {
+    pub async fn serving_container_name(
+        &self,
+        application: &ApplicationRecord,
+    ) -> Result<Option<String>, EngineError> {
         let Some(deployment) = application.current_deployment_id else {
             return Ok(None);
         };
@@ -212,7 +227,12 @@ impl Engine {
         deploying: bool,
     ) -> Result<ObservedApplication, EngineError> {
         if application.lifecycle == berth_store::Lifecycle::Deleting {
-            return Ok(ObservedApplication { status: "deleting", container: None, commit: None, message: None });
+            return Ok(ObservedApplication {
+                status: "deleting",
+                container: None,
+                commit: None,
+                message: None,
+            });
         }
         let commit = match application.current_deployment_id {
             Some(d) => self
@@ -230,7 +250,9 @@ impl Engine {
         };
         let (status, message) = match (&container, deploying, application.current_deployment_id) {
             (_, true, _) => ("deploying", None),
-            (_, false, None) => ("never_deployed", Some("deploy it with `berth deploy`".to_owned())),
+            (_, false, None) => {
+                ("never_deployed", Some("deploy it with `berth deploy`".to_owned()))
+            }
             (Some(c), false, Some(_)) if c.running => ("running", None),
             (Some(c), false, Some(_)) => (
                 "crashed",
@@ -240,13 +262,18 @@ impl Engine {
                     format!("the container exited with code {}", c.exit_code.unwrap_or(-1))
                 }),
             ),
-            (None, false, Some(_)) => ("stopped", Some("the container is gone; redeploy to start it again".to_owned())),
+            (None, false, Some(_)) => {
+                ("stopped", Some("the container is gone; redeploy to start it again".to_owned()))
+            }
         };
         Ok(ObservedApplication { status, container, commit, message })
     }
 
     /// The address where an application's current container is published.
-    pub(crate) async fn serving_address(&self, application: &ApplicationRecord) -> Result<Option<SocketAddr>, EngineError> {
+    pub(crate) async fn serving_address(
+        &self,
+        application: &ApplicationRecord,
+    ) -> Result<Option<SocketAddr>, EngineError> {
         let Some(name) = self.serving_container_name(application).await? else {
             return Ok(None);
         };

@@ -25,8 +25,7 @@ use berth_store::{
 use tokio::io::AsyncReadExt;
 
 use crate::adapters::{
-    BuildRequest, ContainerSpec, FetchRequest, GitCredentials, LogSink, NetworkSpec,
-    SecretString,
+    BuildRequest, ContainerSpec, FetchRequest, GitCredentials, LogSink, NetworkSpec, SecretString,
 };
 use crate::engine::{Engine, EngineError};
 use crate::logsink::DeploymentLog;
@@ -85,7 +84,8 @@ impl Engine {
         &self,
         deployment: &DeploymentRecord,
     ) -> Result<Result<(), FailureReason>, EngineError> {
-        let fail = |step, message: String| Ok(Err(FailureReason { step, application: None, message }));
+        let fail =
+            |step, message: String| Ok(Err(FailureReason { step, application: None, message }));
         let Some(environment) = self.store.environment(deployment.environment_id).await? else {
             return fail(StepName::Clone, "the environment was deleted".into());
         };
@@ -106,11 +106,13 @@ impl Engine {
         if applications.is_empty() {
             return fail(
                 StepName::Clone,
-                "there is no application to deploy; create one with `berth application create`".into(),
+                "there is no application to deploy; create one with `berth application create`"
+                    .into(),
             );
         }
         let (log, writer) = DeploymentLog::start(self.store.clone(), deployment.id);
-        let run = Run { engine: self, deployment, project: &project, environment: &environment, log };
+        let run =
+            Run { engine: self, deployment, project: &project, environment: &environment, log };
         let mut result = Ok(());
         for application in &applications {
             if let Err(failure) = run.deploy_application(application).await? {
@@ -138,17 +140,25 @@ impl Run<'_> {
         work: impl std::future::Future<Output = Result<(T, Option<String>), StepFailure>>,
     ) -> Result<Result<T, StepFailure>, EngineError> {
         let store = &self.engine.store;
-        let step_id = store.start_step(self.deployment.id, Some(application.name.as_str()), name).await?;
+        let step_id =
+            store.start_step(self.deployment.id, Some(application.name.as_str()), name).await?;
         let outcome = match tokio::time::timeout(deadline, work).await {
             Ok(outcome) => outcome,
             Err(_) => Err(StepFailure::new(
                 name,
-                format!("the {name} step did not finish within its deadline of {} s", deadline.as_secs()),
+                format!(
+                    "the {name} step did not finish within its deadline of {} s",
+                    deadline.as_secs()
+                ),
             )),
         };
         match &outcome {
-            Ok((_, message)) => store.finish_step(step_id, StepStatus::Succeeded, message.as_deref()).await?,
-            Err(failure) => store.finish_step(step_id, StepStatus::Failed, Some(&failure.message)).await?,
+            Ok((_, message)) => {
+                store.finish_step(step_id, StepStatus::Succeeded, message.as_deref()).await?
+            }
+            Err(failure) => {
+                store.finish_step(step_id, StepStatus::Failed, Some(&failure.message)).await?
+            }
         }
         Ok(outcome.map(|(value, _)| value))
     }
@@ -164,9 +174,18 @@ impl Run<'_> {
         // clone + build (or pull)
         let (image, commit) = match &application.spec.source {
             ApplicationSource::Git(git) => {
-                let checkout = engine.config.checkouts_dir().join(self.deployment.id.to_string()).join(app_name);
+                let checkout = engine
+                    .config
+                    .checkouts_dir()
+                    .join(self.deployment.id.to_string())
+                    .join(app_name);
                 let fetched = self
-                    .step(application, StepName::Clone, deadlines.clone, self.clone_source(application, &checkout))
+                    .step(
+                        application,
+                        StepName::Clone,
+                        deadlines.clone,
+                        self.clone_source(application, &checkout),
+                    )
                     .await?;
                 let commit = match fetched {
                     Ok(commit) => commit,
@@ -192,7 +211,14 @@ impl Run<'_> {
                     labels: labels::image_labels(self.project.id),
                     timeout: deadlines.build,
                 };
-                let built = self.step(application, StepName::Build, deadlines.build, self.build_image(request, app_name)).await?;
+                let built = self
+                    .step(
+                        application,
+                        StepName::Build,
+                        deadlines.build,
+                        self.build_image(request, app_name),
+                    )
+                    .await?;
                 remove_dir(&checkout).await;
                 if let Err(failure) = built {
                     return Ok(Err(failure));
@@ -287,7 +313,10 @@ impl Run<'_> {
                         &self.project.name,
                         &engine.config.base_domain,
                     );
-                    Some(format!("{host} now routes to {}", published.map(|a| a.to_string()).unwrap_or_default()))
+                    Some(format!(
+                        "{host} now routes to {}",
+                        published.map(|a| a.to_string()).unwrap_or_default()
+                    ))
                 } else {
                     Some("no public route (private application or worker)".to_owned())
                 };
@@ -342,7 +371,10 @@ impl Run<'_> {
         remove_dir(checkout).await;
         if let Some(parent) = checkout.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| {
-                StepFailure::new(StepName::Clone, format!("cannot create {}: {e}", parent.display()))
+                StepFailure::new(
+                    StepName::Clone,
+                    format!("cannot create {}: {e}", parent.display()),
+                )
             })?;
         }
         let request = FetchRequest {
@@ -371,7 +403,10 @@ impl Run<'_> {
     ) -> Result<Option<GitCredentials>, StepFailure> {
         let decrypt = || -> Result<SecretString, StepFailure> {
             let sealed = application.credential_ciphertext.as_deref().ok_or_else(|| {
-                StepFailure::new(StepName::Clone, "the Git credential is missing; set it again with `berth application update`")
+                StepFailure::new(
+                    StepName::Clone,
+                    "the Git credential is missing; set it again with `berth application update`",
+                )
             })?;
             self.engine
                 .key
@@ -395,9 +430,13 @@ impl Run<'_> {
         application: &str,
     ) -> Result<((), Option<String>), StepFailure> {
         let builder = &self.engine.adapters.builder;
-        let as_failure = |e: crate::adapters::BuildError| StepFailure::new(StepName::Build, e.to_string());
+        let as_failure =
+            |e: crate::adapters::BuildError| StepFailure::new(StepName::Build, e.to_string());
         if builder.image_exists(&request.tag).await.map_err(as_failure)? {
-            return Ok(((), Some(format!("reused {} (same commit and build settings)", request.tag))));
+            return Ok((
+                (),
+                Some(format!("reused {} (same commit and build settings)", request.tag)),
+            ));
         }
         let sink = self.log.for_step(Some(application), StepName::Build.as_str());
         builder.build(&request, &sink).await.map_err(as_failure)?;
@@ -414,13 +453,18 @@ impl Run<'_> {
         let engine = self.engine;
         let env = self.container_environment(application, commit).await?;
         let network = naming::environment_network(self.environment.id);
-        let fail = |e: crate::adapters::RuntimeError| StepFailure::new(StepName::Start, e.to_string());
+        let fail =
+            |e: crate::adapters::RuntimeError| StepFailure::new(StepName::Start, e.to_string());
         engine
             .adapters
             .runtime
             .ensure_network(&NetworkSpec {
                 name: network.clone(),
-                labels: labels::environment_labels(engine.organization, self.project.id, self.environment.id),
+                labels: labels::environment_labels(
+                    engine.organization,
+                    self.project.id,
+                    self.environment.id,
+                ),
             })
             .await
             .map_err(fail)?;
@@ -443,7 +487,10 @@ impl Run<'_> {
         };
         let state = engine.adapters.runtime.start_container(&spec).await.map_err(fail)?;
         let message = match state.published {
-            Some(address) => format!("started {container_name}, port {} published on {address}", spec.port.unwrap_or(0)),
+            Some(address) => format!(
+                "started {container_name}, port {} published on {address}",
+                spec.port.unwrap_or(0)
+            ),
             None => format!("started {container_name}"),
         };
         Ok((state.published, Some(message)))
@@ -478,7 +525,12 @@ impl Run<'_> {
                     true,
                 ),
             };
-            resolved.push(ResolvedVariable { scope: record.owner.scope(), name: record.name, value, secret });
+            resolved.push(ResolvedVariable {
+                scope: record.owner.scope(),
+                name: record.name,
+                value,
+                secret,
+            });
         }
         let mut env: Vec<(String, String)> =
             resolve(&resolved).into_values().map(|v| (v.name.to_string(), v.value)).collect();
@@ -514,7 +566,10 @@ impl Run<'_> {
                 .await
                 .map_err(|e| StepFailure::new(StepName::Health, e.to_string()))?;
             let Some(state) = state else {
-                return Err(StepFailure::new(StepName::Health, "the container disappeared while starting"));
+                return Err(StepFailure::new(
+                    StepName::Health,
+                    "the container disappeared while starting",
+                ));
             };
             if !state.running {
                 let tail = runtime.container_logs(container_name, 15).await.unwrap_or_default();
@@ -524,7 +579,10 @@ impl Run<'_> {
                         memory.map(|m| format!(" of {m} MiB")).unwrap_or_default()
                     )
                 } else {
-                    format!("the container exited with code {} before it became healthy", state.exit_code.unwrap_or(-1))
+                    format!(
+                        "the container exited with code {} before it became healthy",
+                        state.exit_code.unwrap_or(-1)
+                    )
                 };
                 if !tail.is_empty() {
                     message.push_str("; last output:\n");
@@ -533,11 +591,16 @@ impl Run<'_> {
                 return Err(StepFailure::new(StepName::Health, message));
             }
             match published {
-                Some(address) => {
-                    if accepts_connections(address).await {
-                        return Ok(((), Some(format!("accepting connections on port {}", application.spec.port.unwrap_or(0)))));
-                    }
+                Some(address) if accepts_connections(address).await => {
+                    return Ok((
+                        (),
+                        Some(format!(
+                            "accepting connections on port {}",
+                            application.spec.port.unwrap_or(0)
+                        )),
+                    ));
                 }
+                Some(_) => {}
                 None if tokio::time::Instant::now() >= worker_settle => {
                     return Ok(((), Some("running (no port to check)".to_owned())));
                 }
@@ -568,7 +631,13 @@ impl Run<'_> {
     }
 
     async fn discard_container(&self, container_name: &str) {
-        if let Err(error) = self.engine.adapters.runtime.remove_container(container_name, Duration::from_secs(2)).await {
+        if let Err(error) = self
+            .engine
+            .adapters
+            .runtime
+            .remove_container(container_name, Duration::from_secs(2))
+            .await
+        {
             tracing::warn!(container = container_name, %error, "could not remove a failed container; the reconciler will");
         }
     }
@@ -578,7 +647,8 @@ impl Run<'_> {
 /// on a published port even when nothing listens in the container, and then closes them
 /// at once; so a connection counts only if it stays open (or the server speaks first).
 async fn accepts_connections(address: SocketAddr) -> bool {
-    let connect = tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await;
+    let connect =
+        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await;
     let Ok(Ok(mut stream)) = connect else {
         return false;
     };

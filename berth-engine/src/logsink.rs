@@ -29,7 +29,10 @@ pub(crate) struct StepLog {
 impl DeploymentLog {
     /// Starts the writer task; it ends when every handle is dropped, after writing all
     /// lines. Await the returned handle to be sure everything is stored.
-    pub(crate) fn start(store: Store, deployment: DeploymentId) -> (Self, tokio::task::JoinHandle<()>) {
+    pub(crate) fn start(
+        store: Store,
+        deployment: DeploymentId,
+    ) -> (Self, tokio::task::JoinHandle<()>) {
         let (sender, mut receiver) = mpsc::unbounded_channel::<Entry>();
         let writer = tokio::spawn(async move {
             while let Some(first) = receiver.recv().await {
@@ -50,7 +53,8 @@ impl DeploymentLog {
                     {
                         end += 1;
                     }
-                    let lines: Vec<String> = batch[start..end].iter().map(|e| e.line.clone()).collect();
+                    let lines: Vec<String> =
+                        batch[start..end].iter().map(|e| e.line.clone()).collect();
                     if let Err(error) = store
                         .append_logs(
                             deployment,

@@ -64,11 +64,38 @@ mod tests {
     fn image_tag_changes_with_inputs() {
         let (p, a) = (ProjectId::new_random(), ApplicationId::new_random());
         let args = std::collections::BTreeMap::new();
-        let base = BuildInputs { project: p, application: a, commit: "abc", root_path: ".", dockerfile_path: "Dockerfile", build_args: &args };
+        let base = BuildInputs {
+            project: p,
+            application: a,
+            commit: "abc",
+            root_path: ".",
+            dockerfile_path: "Dockerfile",
+            build_args: &args,
+        };
         let other_commit = BuildInputs { commit: "abd", ..base };
         let tag = image_tag(&BuildInputs { commit: "abc", ..other_commit });
-        assert_eq!(tag, image_tag(&BuildInputs { project: p, application: a, commit: "abc", root_path: ".", dockerfile_path: "Dockerfile", build_args: &args }));
-        assert_ne!(tag, image_tag(&BuildInputs { project: p, application: a, commit: "abd", root_path: ".", dockerfile_path: "Dockerfile", build_args: &args }));
+        assert_eq!(
+            tag,
+            image_tag(&BuildInputs {
+                project: p,
+                application: a,
+                commit: "abc",
+                root_path: ".",
+                dockerfile_path: "Dockerfile",
+                build_args: &args
+            })
+        );
+        assert_ne!(
+            tag,
+            image_tag(&BuildInputs {
+                project: p,
+                application: a,
+                commit: "abd",
+                root_path: ".",
+                dockerfile_path: "Dockerfile",
+                build_args: &args
+            })
+        );
         assert!(tag.starts_with("berth/"));
     }
 }

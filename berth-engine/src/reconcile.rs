@@ -73,7 +73,8 @@ impl Engine {
     async fn finish_deletions(&self, remaining: &[&ObservedObject]) -> Result<bool, EngineError> {
         let labelled = |key: &str, id: String| {
             remaining.iter().any(|o| {
-                o.labels.get(labels::MANAGED_BY).map(String::as_str) == Some(labels::MANAGED_BY_VALUE)
+                o.labels.get(labels::MANAGED_BY).map(String::as_str)
+                    == Some(labels::MANAGED_BY_VALUE)
                     && o.labels.get(key) == Some(&id)
             })
         };

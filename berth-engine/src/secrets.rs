@@ -23,7 +23,9 @@ pub enum SecretError {
     WriteKey { path: String, source: std::io::Error },
     #[error("the master key {path} is malformed: it must hold {KEY_LEN} bytes as 64 hex digits")]
     MalformedKey { path: String },
-    #[error("the master key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`")]
+    #[error(
+        "the master key {path} is readable by other users (mode {mode:o}); run `chmod 600 {path}`"
+    )]
     KeyTooOpen { path: String, mode: u32 },
     #[error("a stored secret cannot be decrypted: the master key differs from the one that encrypted it")]
     Decrypt,

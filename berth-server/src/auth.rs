@@ -36,7 +36,8 @@ pub(crate) async fn require_token(
     let header = request.headers().get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let Some(token) = header.and_then(|h| h.strip_prefix("Bearer ")).map(str::trim) else {
         return Err(AppError::Unauthorized(
-            "missing `Authorization: Bearer TOKEN` header; run `berth login` or pass --token".into(),
+            "missing `Authorization: Bearer TOKEN` header; run `berth login` or pass --token"
+                .into(),
         ));
     };
     let record = state.store.find_api_token(&token_digest(token)).await?;

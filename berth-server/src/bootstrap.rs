@@ -39,7 +39,10 @@ pub(crate) fn admin_token_path(data_dir: &Path) -> PathBuf {
 
 /// The organization, created with an admin token on first start. The token is written to
 /// `<data-dir>/admin.token` (mode 0600) and only its hash is stored.
-pub(crate) async fn ensure_organization(store: &Store, data_dir: &Path) -> anyhow::Result<OrganizationRecord> {
+pub(crate) async fn ensure_organization(
+    store: &Store,
+    data_dir: &Path,
+) -> anyhow::Result<OrganizationRecord> {
     if let Some(organization) = store.first_organization().await? {
         return Ok(organization);
     }

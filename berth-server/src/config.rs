@@ -101,7 +101,8 @@ pub struct ServerSettings {
 impl ServerArgs {
     pub fn validate(self) -> Result<ServerSettings, String> {
         let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
-        let base_domain = Hostname::parse(&self.base_domain).map_err(|e| format!("--base-domain: {e}"))?;
+        let base_domain =
+            Hostname::parse(&self.base_domain).map_err(|e| format!("--base-domain: {e}"))?;
         if self.health_timeout_secs == 0 || self.build_timeout_secs == 0 {
             return Err("timeouts must be at least 1 second".into());
         }

@@ -38,14 +38,17 @@ impl AppError {
     /// An unexpected failure: logged with its detail; the client gets a generic message.
     pub(crate) fn internal(error: impl std::fmt::Display) -> Self {
         tracing::error!(%error, "internal error while handling a request");
-        Self::Internal("the server failed to handle this request; see the server log for details".into())
+        Self::Internal(
+            "the server failed to handle this request; see the server log for details".into(),
+        )
     }
 }
 
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let (status, code, message) = self.parts();
-        let body = ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.to_owned() } };
+        let body =
+            ErrorBody { error: ErrorDetail { code: code.to_owned(), message: message.to_owned() } };
         (status, axum::Json(body)).into_response()
     }
 }

@@ -35,8 +35,10 @@ pub(crate) async fn ensure_proxy(data_dir: &Path, listen: SocketAddr) -> anyhow:
         );
     }
     let state_dir = proxy_state_dir(data_dir);
-    std::fs::create_dir_all(&state_dir).with_context(|| format!("cannot create {}", state_dir.display()))?;
-    let exe = std::env::current_exe().context("cannot find the berth executable to start `berth proxy`")?;
+    std::fs::create_dir_all(&state_dir)
+        .with_context(|| format!("cannot create {}", state_dir.display()))?;
+    let exe = std::env::current_exe()
+        .context("cannot find the berth executable to start `berth proxy`")?;
     let spec = ProcessSpec::new(exe, Duration::from_secs(0))
         .arg("proxy")
         .arg("--data-dir")
@@ -60,7 +62,11 @@ pub(crate) async fn ensure_proxy(data_dir: &Path, listen: SocketAddr) -> anyhow:
 }
 
 /// Restarts the proxy if it stops answering (checked every few seconds), until shutdown.
-pub(crate) async fn supervise(data_dir: PathBuf, listen: SocketAddr, shutdown: tokio_util::sync::CancellationToken) {
+pub(crate) async fn supervise(
+    data_dir: PathBuf,
+    listen: SocketAddr,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     let client = admin_client(&data_dir);
     loop {
         tokio::select! {
@@ -90,16 +96,25 @@ impl ProxyRouter {
 #[async_trait]
 impl Router for ProxyRouter {
     async fn apply(&self, table: &RouteTable) -> Result<(), RouterError> {
-        let outcome = self.client.put_routes(table).await.map_err(|e| RouterError(e.to_string()))?;
+        let outcome =
+            self.client.put_routes(table).await.map_err(|e| RouterError(e.to_string()))?;
         match outcome {
             ApplyOutcome::Applied { .. } => Ok(()),
             // The proxy holds a table from a clock ahead of ours (e.g. after the clock was
             // set back): ours is computed from the current store, so it wins.
             ApplyOutcome::Stale { current_generation } => {
-                let newer = RouteTable { generation: current_generation + 1, routes: table.routes.clone() };
-                match self.client.put_routes(&newer).await.map_err(|e| RouterError(e.to_string()))? {
+                let newer =
+                    RouteTable { generation: current_generation + 1, routes: table.routes.clone() };
+                match self
+                    .client
+                    .put_routes(&newer)
+                    .await
+                    .map_err(|e| RouterError(e.to_string()))?
+                {
                     ApplyOutcome::Applied { .. } => Ok(()),
-                    ApplyOutcome::Stale { .. } => Err(RouterError("the proxy keeps a newer table; retrying later".into())),
+                    ApplyOutcome::Stale { .. } => {
+                        Err(RouterError("the proxy keeps a newer table; retrying later".into()))
+                    }
                 }
             }
         }

@@ -23,9 +23,12 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let key = bootstrap::load_master_key(&settings.master_key_file)?;
     let store = Store::open(&data_dir.join("berth.db")).await.context("cannot open the store")?;
     let organization = bootstrap::ensure_organization(&store, &data_dir).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}; is another server running? choose another address with --listen", settings.listen))?;
+    let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {}; is another server running? choose another address with --listen",
+            settings.listen
+        )
+    })?;
 
     if settings.start_proxy {
         proxy_supervisor::ensure_proxy(&data_dir, settings.proxy_listen).await?;
@@ -59,7 +62,11 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let engine_task = tokio::spawn(Arc::clone(&engine).run(shutdown.clone()));
     if settings.start_proxy {
-        tokio::spawn(proxy_supervisor::supervise(data_dir.clone(), settings.proxy_listen, shutdown.clone()));
+        tokio::spawn(proxy_supervisor::supervise(
+            data_dir.clone(),
+            settings.proxy_listen,
+            shutdown.clone(),
+        ));
     }
 
     let state = AppState {
@@ -85,7 +92,9 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(async move {
             wait_for_signal().await;
-            tracing::info!("stopping: finishing in-flight requests; containers and the proxy keep running");
+            tracing::info!(
+                "stopping: finishing in-flight requests; containers and the proxy keep running"
+            );
             signal_shutdown.cancel();
         })
         .await
@@ -98,7 +107,9 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) =
+        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
         // Without signal handlers the server can still be stopped by SIGKILL.
         std::future::pending::<()>().await;
         return;
@@ -111,7 +122,8 @@ async fn wait_for_signal() {
 
 pub async fn run_proxy(args: ProxyArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.unwrap_or_else(crate::config::default_data_dir);
-    let mut config = berth_proxy::ProxyConfig::in_state_directory(&proxy_supervisor::proxy_state_dir(&data_dir));
+    let mut config =
+        berth_proxy::ProxyConfig::in_state_directory(&proxy_supervisor::proxy_state_dir(&data_dir));
     config.listen = args.listen;
     berth_proxy::run(config).await.context("the edge proxy failed")?;
     Ok(())

@@ -12,8 +12,8 @@ use sqlx::Row;
 use crate::records::{parse_id, parse_opt_id};
 use crate::time_format::millis_between;
 use crate::{
-    now_rfc3339, DeploymentRecord, DeploymentServiceRecord, LogRecord, Store, StoreError,
-    StepRecord,
+    now_rfc3339, DeploymentRecord, DeploymentServiceRecord, LogRecord, StepRecord, Store,
+    StoreError,
 };
 
 fn deployment_from_row(row: &SqliteRow) -> Result<DeploymentRecord, StoreError> {
@@ -89,7 +89,10 @@ impl Store {
         Ok(record)
     }
 
-    pub async fn deployment(&self, id: DeploymentId) -> Result<Option<DeploymentRecord>, StoreError> {
+    pub async fn deployment(
+        &self,
+        id: DeploymentId,
+    ) -> Result<Option<DeploymentRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM deployments WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -117,10 +120,11 @@ impl Store {
         &self,
         status: DeploymentStatus,
     ) -> Result<Vec<DeploymentRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deployments WHERE status = ? ORDER BY created_at, rowid")
-            .bind(status.as_str())
-            .fetch_all(self.pool())
-            .await?;
+        let rows =
+            sqlx::query("SELECT * FROM deployments WHERE status = ? ORDER BY created_at, rowid")
+                .bind(status.as_str())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(deployment_from_row).collect()
     }
 
@@ -150,7 +154,10 @@ impl Store {
     }
 
     /// Cancels queued deployments of an environment (it is being deleted); returns how many.
-    pub async fn cancel_queued_deployments(&self, environment: EnvironmentId) -> Result<u64, StoreError> {
+    pub async fn cancel_queued_deployments(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<u64, StoreError> {
         let result = sqlx::query(
             "UPDATE deployments SET status = 'cancelled', finished_at = ? WHERE environment_id = ? AND status = 'queued'",
         )
@@ -172,17 +179,22 @@ impl Store {
             .map(serde_json::to_string)
             .transpose()
             .map_err(|e| StoreError::corrupt("deployment failure", e))?;
-        sqlx::query("UPDATE deployments SET status = ?, finished_at = ?, failure_json = ? WHERE id = ?")
-            .bind(status.as_str())
-            .bind(now_rfc3339())
-            .bind(failure_json)
-            .bind(id.to_string())
-            .execute(self.pool())
-            .await?;
+        sqlx::query(
+            "UPDATE deployments SET status = ?, finished_at = ?, failure_json = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now_rfc3339())
+        .bind(failure_json)
+        .bind(id.to_string())
+        .execute(self.pool())
+        .await?;
         Ok(())
     }
 
-    pub async fn record_service(&self, service: &DeploymentServiceRecord) -> Result<(), StoreError> {
+    pub async fn record_service(
+        &self,
+        service: &DeploymentServiceRecord,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO deployment_services (deployment_id, application_id, application_name, git_commit, image, container_name) VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (deployment_id, application_id) DO UPDATE SET git_commit = excluded.git_commit, image = excluded.image, container_name = excluded.container_name",
@@ -202,10 +214,12 @@ impl Store {
         &self,
         deployment: DeploymentId,
     ) -> Result<Vec<DeploymentServiceRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY application_name")
-            .bind(deployment.to_string())
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM deployment_services WHERE deployment_id = ? ORDER BY application_name",
+        )
+        .bind(deployment.to_string())
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(DeploymentServiceRecord {
@@ -246,10 +260,11 @@ impl Store {
         message: Option<&str>,
     ) -> Result<(), StoreError> {
         let finished = now_rfc3339();
-        let started: Option<String> = sqlx::query_scalar("SELECT started_at FROM deployment_steps WHERE id = ?")
-            .bind(step)
-            .fetch_optional(self.pool())
-            .await?;
+        let started: Option<String> =
+            sqlx::query_scalar("SELECT started_at FROM deployment_steps WHERE id = ?")
+                .bind(step)
+                .fetch_optional(self.pool())
+                .await?;
         let duration = started.as_deref().and_then(|s| millis_between(s, &finished));
         sqlx::query("UPDATE deployment_steps SET status = ?, finished_at = ?, duration_ms = ?, message = ? WHERE id = ?")
             .bind(status.as_str())
@@ -263,7 +278,11 @@ impl Store {
     }
 
     /// Closes every step still `running` for a deployment (after a crash or a failure).
-    pub async fn fail_open_steps(&self, deployment: DeploymentId, message: &str) -> Result<(), StoreError> {
+    pub async fn fail_open_steps(
+        &self,
+        deployment: DeploymentId,
+        message: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE deployment_steps SET status = 'failed', finished_at = ?, message = ? WHERE deployment_id = ? AND status = 'running'")
             .bind(now_rfc3339())
             .bind(message)
@@ -273,11 +292,15 @@ impl Store {
         Ok(())
     }
 
-    pub async fn deployment_steps(&self, deployment: DeploymentId) -> Result<Vec<StepRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deployment_steps WHERE deployment_id = ? ORDER BY id")
-            .bind(deployment.to_string())
-            .fetch_all(self.pool())
-            .await?;
+    pub async fn deployment_steps(
+        &self,
+        deployment: DeploymentId,
+    ) -> Result<Vec<StepRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM deployment_steps WHERE deployment_id = ? ORDER BY id")
+                .bind(deployment.to_string())
+                .fetch_all(self.pool())
+                .await?;
         rows.iter().map(step_from_row).collect()
     }
 
@@ -314,12 +337,14 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<LogRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deployment_logs WHERE deployment_id = ? AND id > ? ORDER BY id LIMIT ?")
-            .bind(deployment.to_string())
-            .bind(after)
-            .bind(i64::from(limit))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM deployment_logs WHERE deployment_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(deployment.to_string())
+        .bind(after)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter()
             .map(|row| {
                 Ok(LogRecord {
@@ -336,16 +361,20 @@ impl Store {
 
     /// What must exist in the runtime for `organization`: active resources, the serving
     /// and in-progress deployments, and the images they reference.
-    pub async fn desired_state(&self, organization: OrganizationId) -> Result<DesiredState, StoreError> {
+    pub async fn desired_state(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<DesiredState, StoreError> {
         let org = organization.to_string();
         let ids = |rows: Vec<String>, what: &'static str| -> Result<Vec<uuid::Uuid>, StoreError> {
             rows.iter().map(|r| parse_id::<uuid::Uuid>(what, r)).collect()
         };
-        let projects: Vec<String> =
-            sqlx::query_scalar("SELECT id FROM projects WHERE organization_id = ? AND status = 'active'")
-                .bind(&org)
-                .fetch_all(self.pool())
-                .await?;
+        let projects: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM projects WHERE organization_id = ? AND status = 'active'",
+        )
+        .bind(&org)
+        .fetch_all(self.pool())
+        .await?;
         let environments: Vec<String> = sqlx::query_scalar(
             "SELECT e.id FROM environments e JOIN projects p ON p.id = e.project_id WHERE p.organization_id = ? AND e.status = 'active'",
         )
@@ -377,9 +406,18 @@ impl Store {
         Ok(DesiredState {
             organization: Some(organization),
             projects: ids(projects, "project id")?.into_iter().map(ProjectId::from_uuid).collect(),
-            environments: ids(environments, "environment id")?.into_iter().map(EnvironmentId::from_uuid).collect(),
-            applications: ids(applications, "application id")?.into_iter().map(ApplicationId::from_uuid).collect(),
-            live_deployments: ids(live, "deployment id")?.into_iter().map(DeploymentId::from_uuid).collect(),
+            environments: ids(environments, "environment id")?
+                .into_iter()
+                .map(EnvironmentId::from_uuid)
+                .collect(),
+            applications: ids(applications, "application id")?
+                .into_iter()
+                .map(ApplicationId::from_uuid)
+                .collect(),
+            live_deployments: ids(live, "deployment id")?
+                .into_iter()
+                .map(DeploymentId::from_uuid)
+                .collect(),
             referenced_images: images.into_iter().collect::<BTreeSet<_>>(),
         })
     }

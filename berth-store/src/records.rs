@@ -7,8 +7,8 @@ use berth_domain::deployment::{
 use berth_domain::spec::ApplicationSpec;
 use berth_domain::variables::VariableScope;
 use berth_domain::{
-    ApiTokenId, ApplicationId, BranchName, DeploymentId, EnvironmentId, EnvVarName,
-    OrganizationId, ProjectId, ResourceName, VariableId,
+    ApiTokenId, ApplicationId, BranchName, DeploymentId, EnvVarName, EnvironmentId, OrganizationId,
+    ProjectId, ResourceName, VariableId,
 };
 
 use crate::StoreError;
@@ -178,7 +178,10 @@ pub struct LogRecord {
     pub line: String,
 }
 
-pub(crate) fn parse_id<T: std::str::FromStr>(what: &'static str, value: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_id<T: std::str::FromStr>(
+    what: &'static str,
+    value: &str,
+) -> Result<T, StoreError> {
     value.parse().map_err(|_| StoreError::corrupt(what, value))
 }
 

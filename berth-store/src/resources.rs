@@ -3,8 +3,8 @@
 use berth_domain::deployment::EnvironmentMode;
 use berth_domain::spec::ApplicationSpec;
 use berth_domain::{
-    ApiTokenId, ApplicationId, BranchName, DeploymentId, EnvironmentId, OrganizationId,
-    ProjectId, ResourceName,
+    ApiTokenId, ApplicationId, BranchName, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
+    ResourceName,
 };
 use sqlx::sqlite::SqliteRow;
 use sqlx::Row;
@@ -49,7 +49,10 @@ fn application_from_row(row: &SqliteRow) -> Result<ApplicationRecord, StoreError
             .map_err(|e| StoreError::corrupt("application spec", e))?,
         credential_ciphertext: row.try_get("credential_ciphertext")?,
         lifecycle: Lifecycle::parse(row.try_get("status")?)?,
-        current_deployment_id: parse_opt_id("deployment id", row.try_get("current_deployment_id")?)?,
+        current_deployment_id: parse_opt_id(
+            "deployment id",
+            row.try_get("current_deployment_id")?,
+        )?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
     })
@@ -64,9 +67,11 @@ impl Store {
 
     /// The organization created on first start, if any.
     pub async fn first_organization(&self) -> Result<Option<OrganizationRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, name, created_at FROM organizations ORDER BY created_at LIMIT 1")
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, name, created_at FROM organizations ORDER BY created_at LIMIT 1",
+        )
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|row| {
             Ok(OrganizationRecord {
                 id: parse_id("organization id", row.try_get("id")?)?,
@@ -112,17 +117,24 @@ impl Store {
         .bind(now_rfc3339())
         .execute(self.pool())
         .await?;
-        Ok(ApiTokenRecord { id, organization_id: organization, name: name.to_owned(), role: role.to_owned() })
+        Ok(ApiTokenRecord {
+            id,
+            organization_id: organization,
+            name: name.to_owned(),
+            role: role.to_owned(),
+        })
     }
 
     pub async fn find_api_token(
         &self,
         token_sha256_hex: &str,
     ) -> Result<Option<ApiTokenRecord>, StoreError> {
-        let row = sqlx::query("SELECT id, organization_id, name, role FROM api_tokens WHERE token_hash = ?")
-            .bind(token_sha256_hex)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT id, organization_id, name, role FROM api_tokens WHERE token_hash = ?",
+        )
+        .bind(token_sha256_hex)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|row| {
             Ok(ApiTokenRecord {
                 id: parse_id("token id", row.try_get("id")?)?,
@@ -162,7 +174,10 @@ impl Store {
         Ok(record)
     }
 
-    pub async fn list_projects(&self, organization: OrganizationId) -> Result<Vec<ProjectRecord>, StoreError> {
+    pub async fn list_projects(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<ProjectRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM projects WHERE organization_id = ? ORDER BY name")
             .bind(organization.to_string())
             .fetch_all(self.pool())
@@ -215,7 +230,10 @@ impl Store {
     /// Removes the project's records (its environments, applications, variables and
     /// deployments go with it).
     pub async fn delete_project(&self, id: ProjectId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM projects WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM projects WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -257,7 +275,10 @@ impl Store {
         Ok(record)
     }
 
-    pub async fn list_environments(&self, project: ProjectId) -> Result<Vec<EnvironmentRecord>, StoreError> {
+    pub async fn list_environments(
+        &self,
+        project: ProjectId,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM environments WHERE project_id = ? ORDER BY name")
             .bind(project.to_string())
             .fetch_all(self.pool())
@@ -278,7 +299,10 @@ impl Store {
         row.as_ref().map(environment_from_row).transpose()
     }
 
-    pub async fn environment(&self, id: EnvironmentId) -> Result<Option<EnvironmentRecord>, StoreError> {
+    pub async fn environment(
+        &self,
+        id: EnvironmentId,
+    ) -> Result<Option<EnvironmentRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM environments WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -287,7 +311,10 @@ impl Store {
     }
 
     /// Every environment of the organization, any lifecycle (the reconciler's view).
-    pub async fn all_environments(&self, organization: OrganizationId) -> Result<Vec<EnvironmentRecord>, StoreError> {
+    pub async fn all_environments(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<EnvironmentRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.* FROM environments e JOIN projects p ON p.id = e.project_id WHERE p.organization_id = ?",
         )
@@ -312,7 +339,10 @@ impl Store {
     }
 
     pub async fn delete_environment(&self, id: EnvironmentId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM environments WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM environments WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -375,7 +405,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn list_applications(&self, environment: EnvironmentId) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn list_applications(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<Vec<ApplicationRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM applications WHERE environment_id = ? ORDER BY name")
             .bind(environment.to_string())
             .fetch_all(self.pool())
@@ -396,7 +429,10 @@ impl Store {
         row.as_ref().map(application_from_row).transpose()
     }
 
-    pub async fn application(&self, id: ApplicationId) -> Result<Option<ApplicationRecord>, StoreError> {
+    pub async fn application(
+        &self,
+        id: ApplicationId,
+    ) -> Result<Option<ApplicationRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM applications WHERE id = ?")
             .bind(id.to_string())
             .fetch_optional(self.pool())
@@ -413,7 +449,10 @@ impl Store {
     }
 
     pub async fn delete_application(&self, id: ApplicationId) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM applications WHERE id = ?").bind(id.to_string()).execute(self.pool()).await?;
+        sqlx::query("DELETE FROM applications WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
@@ -431,7 +470,10 @@ impl Store {
     }
 
     /// Every application of the organization, any lifecycle (the reconciler's view).
-    pub async fn all_applications(&self, organization: OrganizationId) -> Result<Vec<ApplicationRecord>, StoreError> {
+    pub async fn all_applications(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<ApplicationRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.* FROM applications a JOIN environments e ON e.id = a.environment_id JOIN projects p ON p.id = e.project_id WHERE p.organization_id = ?",
         )

@@ -64,7 +64,10 @@ impl Store {
     }
 
     /// Variables set exactly at `owner`'s scope.
-    pub async fn list_variables(&self, owner: VariableOwner) -> Result<Vec<VariableRecord>, StoreError> {
+    pub async fn list_variables(
+        &self,
+        owner: VariableOwner,
+    ) -> Result<Vec<VariableRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM variables WHERE project_id = ? AND IFNULL(environment_id, '') = ? AND IFNULL(application_id, '') = ? ORDER BY name",
         )
@@ -78,7 +81,10 @@ impl Store {
 
     /// Variables of every scope that apply to an application (its project's, its
     /// environment's and its own), for resolution.
-    pub async fn variables_for_application(&self, owner: VariableOwner) -> Result<Vec<VariableRecord>, StoreError> {
+    pub async fn variables_for_application(
+        &self,
+        owner: VariableOwner,
+    ) -> Result<Vec<VariableRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT * FROM variables WHERE project_id = ? AND (environment_id IS NULL OR environment_id = ?) AND (application_id IS NULL OR application_id = ?)",
         )
@@ -91,7 +97,11 @@ impl Store {
     }
 
     /// Deletes a variable; `Ok(false)` when there was none of that name at that scope.
-    pub async fn delete_variable(&self, owner: VariableOwner, name: &str) -> Result<bool, StoreError> {
+    pub async fn delete_variable(
+        &self,
+        owner: VariableOwner,
+        name: &str,
+    ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
         let deleted = delete_in(&mut tx, owner, name).await?;
         tx.commit().await?;

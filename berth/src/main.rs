@@ -6,7 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "berth", version, about = "Berth: build, deploy and run applications from Git on your own machines")]
+#[command(
+    name = "berth",
+    version,
+    about = "Berth: build, deploy and run applications from Git on your own machines"
+)]
 struct Berth {
     #[command(flatten)]
     global: berth_cli::GlobalArgs,
@@ -37,15 +41,18 @@ fn init_logging() {
 
 fn main() -> ExitCode {
     let berth = Berth::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let runtime =
+        match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                eprintln!("error: cannot start the async runtime: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
     let served = match berth.command {
-        TopCommand::Cli(command) => return runtime.block_on(berth_cli::run_command(berth.global, command)),
+        TopCommand::Cli(command) => {
+            return runtime.block_on(berth_cli::run_command(berth.global, command))
+        }
         TopCommand::Server(args) => {
             init_logging();
             runtime.block_on(berth_server::run_server(args))

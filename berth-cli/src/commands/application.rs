@@ -15,7 +15,9 @@ use berth_api::{Application, CreateApplication, GitSourceInput, GitSourceView, U
 
 use super::delete::{delete, Deletion};
 use super::{read_secret, CliError, Context};
-use crate::args::{ApplicationCommand, CreateApplicationArgs, GitSourceArgs, UpdateApplicationArgs};
+use crate::args::{
+    ApplicationCommand, CreateApplicationArgs, GitSourceArgs, UpdateApplicationArgs,
+};
 use crate::client::Fetched;
 use crate::output::{format_timestamp, or_dash, render_fields, Table};
 use crate::paths;
@@ -27,7 +29,10 @@ pub(crate) struct Credentials {
     ssh_private_key: Option<String>,
 }
 
-pub(crate) async fn run(context: &mut Context<'_>, command: ApplicationCommand) -> Result<(), CliError> {
+pub(crate) async fn run(
+    context: &mut Context<'_>,
+    command: ApplicationCommand,
+) -> Result<(), CliError> {
     match command {
         ApplicationCommand::Create(args) => {
             let (project, environment) = (&args.environment.project, &args.environment.environment);
@@ -74,7 +79,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: ApplicationCommand) 
             if context.console.is_json() {
                 context.console.print_json(&applications.raw)?;
             } else {
-                let text = applications_table(&args.project, &args.environment, &applications.value);
+                let text =
+                    applications_table(&args.project, &args.environment, &applications.value);
                 context.console.print(&text)?;
             }
         }
@@ -93,7 +99,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: ApplicationCommand) 
         }
         ApplicationCommand::Delete(args) => {
             let target = args.application;
-            let (project, environment) = (&target.environment.project, &target.environment.environment);
+            let (project, environment) =
+                (&target.environment.project, &target.environment.environment);
             let deletion = Deletion {
                 kind: "application",
                 question: format!(
@@ -113,7 +120,10 @@ pub(crate) async fn run(context: &mut Context<'_>, command: ApplicationCommand) 
     Ok(())
 }
 
-fn read_credentials(context: &mut Context<'_>, source: &GitSourceArgs) -> Result<Credentials, CliError> {
+fn read_credentials(
+    context: &mut Context<'_>,
+    source: &GitSourceArgs,
+) -> Result<Credentials, CliError> {
     let mut credentials = Credentials::default();
     if source.git_token_stdin {
         credentials.git_token = Some(read_secret(context.console, "Git token: ", "Git token")?);
@@ -148,7 +158,10 @@ fn build_args(pairs: &[(String, String)]) -> BTreeMap<String, String> {
     pairs.iter().cloned().collect()
 }
 
-pub(crate) fn create_request(args: &CreateApplicationArgs, credentials: Credentials) -> CreateApplication {
+pub(crate) fn create_request(
+    args: &CreateApplicationArgs,
+    credentials: Credentials,
+) -> CreateApplication {
     let git = args.git.as_ref().map(|repository| GitSourceInput {
         repository: repository.clone(),
         branch: args.source.branch.clone(),
@@ -320,7 +333,10 @@ fn application_fields(application: &Application) -> String {
         ("port", application.port.map(|p| p.to_string()).unwrap_or_else(|| "- (worker)".into())),
         ("visibility", if application.private { "private" } else { "public" }.into()),
         ("cpu", application.cpu.map(|c| format!("{c} cores")).unwrap_or_else(|| "no limit".into())),
-        ("memory", application.memory_mb.map(|m| format!("{m} MiB")).unwrap_or_else(|| "no limit".into())),
+        (
+            "memory",
+            application.memory_mb.map(|m| format!("{m} MiB")).unwrap_or_else(|| "no limit".into()),
+        ),
         ("deployment", or_dash(application.current_deployment.as_ref())),
         ("created", format_timestamp(&application.created_at)),
         ("updated", format_timestamp(&application.updated_at)),

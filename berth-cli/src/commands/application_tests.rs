@@ -56,9 +56,26 @@ fn pretty(body: &str) -> String {
 async fn create_from_git_reads_the_token_from_stdin() {
     let stub = stub().await;
     let args = [
-        "application", "create", "-p", "shop", "-e", "prod", "web", "--git",
-        "https://git.example/shop.git", "--root-path", "apps/web", "--build-arg", "MODE=prod",
-        "--git-token-stdin", "--port", "3000", "--cpu", "0.5", "--memory", "256",
+        "application",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "web",
+        "--git",
+        "https://git.example/shop.git",
+        "--root-path",
+        "apps/web",
+        "--build-arg",
+        "MODE=prod",
+        "--git-token-stdin",
+        "--port",
+        "3000",
+        "--cpu",
+        "0.5",
+        "--memory",
+        "256",
     ];
     let outcome = run_cli(&stub.url, &args, "ghp_secret\n", Terminals::default()).await;
     expect![[r#"
@@ -100,7 +117,17 @@ async fn create_with_an_ssh_key_sends_the_file_and_refuses_a_public_key() {
     let public_key = dir.path().join("id_ed25519.pub");
     std::fs::write(&public_key, "ssh-ed25519 AAAA me@host\n").unwrap();
 
-    let base = ["app", "create", "-p", "shop", "-e", "prod", "web", "--git", "ssh://git@127.0.0.1:2222/shop.git"];
+    let base = [
+        "app",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "web",
+        "--git",
+        "ssh://git@127.0.0.1:2222/shop.git",
+    ];
     let private_arg = private_key.to_str().unwrap();
     let args: Vec<&str> = base.iter().copied().chain(["--ssh-key-file", private_arg]).collect();
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
@@ -125,7 +152,18 @@ async fn create_with_an_ssh_key_sends_the_file_and_refuses_a_public_key() {
 #[tokio::test]
 async fn create_from_an_image() {
     let stub = stub().await;
-    let args = ["app", "create", "-p", "shop", "-e", "prod", "worker", "--image", "127.0.0.1:5000/worker:1", "--private"];
+    let args = [
+        "app",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "worker",
+        "--image",
+        "127.0.0.1:5000/worker:1",
+        "--private",
+    ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     assert!(outcome.success, "{}", outcome.transcript());
     expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null}"#]]
@@ -135,7 +173,19 @@ async fn create_from_an_image() {
 #[tokio::test]
 async fn update_of_one_git_option_keeps_the_others() {
     let stub = stub().await;
-    let args = ["app", "update", "-p", "shop", "-e", "prod", "web", "--branch", "develop", "--no-port", "--public"];
+    let args = [
+        "app",
+        "update",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "web",
+        "--branch",
+        "develop",
+        "--no-port",
+        "--public",
+    ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     expect![[r#"
         updated application web
@@ -175,7 +225,13 @@ async fn update_of_one_git_option_keeps_the_others() {
 #[tokio::test]
 async fn update_refusals() {
     let stub = stub().await;
-    let nothing = run_cli(&stub.url, &["app", "update", "-p", "shop", "-e", "prod", "web"], "", Terminals::default()).await;
+    let nothing = run_cli(
+        &stub.url,
+        &["app", "update", "-p", "shop", "-e", "prod", "web"],
+        "",
+        Terminals::default(),
+    )
+    .await;
     expect![[r#"
         --- stderr
         error: nothing to change
@@ -198,14 +254,22 @@ async fn update_refusals() {
 #[tokio::test]
 async fn list_and_show() {
     let stub = stub().await;
-    let list = run_cli(&stub.url, &["app", "list", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
+    let list =
+        run_cli(&stub.url, &["app", "list", "-p", "shop", "-e", "prod"], "", Terminals::default())
+            .await;
     expect![[r#"
         NAME     STATUS           PORT   URL                                   SOURCE
         web      running          3000   http://web.prod.shop.localhost:8000   https://git.example/shop.git (main, apps/web)
         worker   never_deployed   -      - (worker: no port)                   image 127.0.0.1:5000/worker:1
     "#]]
     .assert_eq(&list.transcript());
-    let show = run_cli(&stub.url, &["app", "show", "-p", "shop", "-e", "prod", "web"], "", Terminals::default()).await;
+    let show = run_cli(
+        &stub.url,
+        &["app", "show", "-p", "shop", "-e", "prod", "web"],
+        "",
+        Terminals::default(),
+    )
+    .await;
     expect![[r#"
         name:        web
         project:     shop
@@ -227,7 +291,13 @@ async fn list_and_show() {
         updated:     2024-05-01 10:05:00
     "#]]
     .assert_eq(&show.transcript());
-    let json = run_cli(&stub.url, &["app", "show", "-p", "shop", "-e", "prod", "web", "--output", "json"], "", Terminals::default()).await;
+    let json = run_cli(
+        &stub.url,
+        &["app", "show", "-p", "shop", "-e", "prod", "web", "--output", "json"],
+        "",
+        Terminals::default(),
+    )
+    .await;
     let shown: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(shown["url"], "http://web.prod.shop.localhost:8000");
 }

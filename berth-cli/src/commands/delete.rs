@@ -34,7 +34,10 @@ pub(crate) struct Deletion {
 
 pub(crate) async fn delete(context: &mut Context<'_>, deletion: Deletion) -> Result<(), CliError> {
     if !deletion.confirmed && !confirm(context, &deletion.question)? {
-        return Err(CliError::failed(format!("cancelled: {} {:?} was not deleted", deletion.kind, deletion.name), None));
+        return Err(CliError::failed(
+            format!("cancelled: {} {:?} was not deleted", deletion.kind, deletion.name),
+            None,
+        ));
     }
     let accepted = context.client.delete(&deletion.path).await?;
     let style = if context.console.stderr_is_terminal() {
@@ -137,7 +140,8 @@ mod tests {
         ])
         .await;
         let outcome =
-            run_cli(&stub.url, &["project", "delete", "shop", "--yes"], "", Terminals::default()).await;
+            run_cli(&stub.url, &["project", "delete", "shop", "--yes"], "", Terminals::default())
+                .await;
         expect![[r#"
             deleted project shop
             --- stderr
@@ -154,7 +158,8 @@ mod tests {
     #[tokio::test]
     async fn without_a_terminal_and_without_yes_nothing_is_deleted() {
         let stub = StubServer::start(vec![]).await;
-        let outcome = run_cli(&stub.url, &["project", "delete", "shop"], "y\n", Terminals::default()).await;
+        let outcome =
+            run_cli(&stub.url, &["project", "delete", "shop"], "y\n", Terminals::default()).await;
         expect![[r#"
             --- stderr
             error: refusing to delete without confirmation: pass --yes
@@ -174,7 +179,8 @@ mod tests {
         .await;
         let terminal = Terminals { stdin: true, stderr: false };
         let declined =
-            run_cli(&stub.url, &["environment", "delete", "-p", "shop", "prod"], "n\n", terminal).await;
+            run_cli(&stub.url, &["environment", "delete", "-p", "shop", "prod"], "n\n", terminal)
+                .await;
         expect![[r#"
             --- stderr
             Delete environment "prod" of project "shop" and everything in it? [y/N] error: cancelled: environment "prod" was not deleted
@@ -184,7 +190,8 @@ mod tests {
         assert_eq!(stub.request_lines(), "");
 
         let accepted =
-            run_cli(&stub.url, &["environment", "delete", "-p", "shop", "prod"], "y\n", terminal).await;
+            run_cli(&stub.url, &["environment", "delete", "-p", "shop", "prod"], "y\n", terminal)
+                .await;
         assert!(accepted.success, "{}", accepted.transcript());
         assert_eq!(accepted.stdout, "deleted environment prod\n");
     }
@@ -197,7 +204,8 @@ mod tests {
         ])
         .await;
         let outcome =
-            run_cli(&stub.url, &["project", "delete", "shop", "-y"], "", Terminals::default()).await;
+            run_cli(&stub.url, &["project", "delete", "shop", "-y"], "", Terminals::default())
+                .await;
         expect![[r#"
             --- stderr
             error: the server stopped deleting project "shop": its status is "active"

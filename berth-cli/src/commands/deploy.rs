@@ -39,7 +39,9 @@ pub(crate) async fn run(context: &mut Context<'_>, args: DeployArgs) -> Result<(
             context.console.print_json(&created.raw)?;
         } else {
             context.console.println(&format!("deployment {id} {}", created.value.status))?;
-            context.console.println(&format!("follow it with `berth deployment logs {id} --follow`"))?;
+            context
+                .console
+                .println(&format!("follow it with `berth deployment logs {id} --follow`"))?;
         }
         return Ok(());
     }
@@ -68,7 +70,9 @@ pub(crate) async fn run(context: &mut Context<'_>, args: DeployArgs) -> Result<(
     }
     let logs = if deployment.status == "failed" {
         let logs_path = paths::deployment_logs(&id, false)?;
-        Some(context.client.get::<Vec<LogLine>>(&logs_path).await.map_err(|error| error.to_string()))
+        Some(
+            context.client.get::<Vec<LogLine>>(&logs_path).await.map_err(|error| error.to_string()),
+        )
     } else {
         None
     };
@@ -162,7 +166,9 @@ pub(crate) fn failure_error(
         (Some(failure), _) => {
             (Some(failure.step.clone()), failure.application.clone(), Some(failure.message.clone()))
         }
-        (None, Some(step)) => (Some(step.name.clone()), step.application.clone(), step.message.clone()),
+        (None, Some(step)) => {
+            (Some(step.name.clone()), step.application.clone(), step.message.clone())
+        }
         (None, None) => (None, None, None),
     };
     let message = match deployment.status.as_str() {
@@ -202,7 +208,9 @@ pub(crate) fn failure_error(
                     }
                 }
             }
-            Err(error) => details.push_str(&format!("(could not read the deployment log: {error})\n")),
+            Err(error) => {
+                details.push_str(&format!("(could not read the deployment log: {error})\n"))
+            }
         }
     }
     let hint = match deployment.status.as_str() {
@@ -217,7 +225,11 @@ pub(crate) fn failure_error(
 
 /// The last lines of the failing step of the failing application; all of that
 /// application's lines when its step logged nothing.
-fn last_lines<'a>(logs: &'a [LogLine], application: Option<&str>, step: Option<&str>) -> Vec<&'a LogLine> {
+fn last_lines<'a>(
+    logs: &'a [LogLine],
+    application: Option<&str>,
+    step: Option<&str>,
+) -> Vec<&'a LogLine> {
     let of_application: Vec<&LogLine> = logs
         .iter()
         .filter(|line| application.is_none() || line.application.as_deref() == application)

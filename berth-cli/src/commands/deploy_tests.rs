@@ -74,8 +74,18 @@ async fn stub(final_deployment: serde_json::Value, id: &str) -> StubServer {
     build_lines.insert(0, log("clone", "web", "Cloning into..."));
     build_lines.push(log("build", "other", "other app's line"));
     StubServer::start(vec![
-        ("POST /api/v1/projects/shop/environments/prod/deployments", vec![Reply::value(202, &queued)]),
-        (get.as_str(), vec![Reply::value(200, &running), Reply::value(200, &running), Reply::value(200, &final_deployment)]),
+        (
+            "POST /api/v1/projects/shop/environments/prod/deployments",
+            vec![Reply::value(202, &queued)],
+        ),
+        (
+            get.as_str(),
+            vec![
+                Reply::value(200, &running),
+                Reply::value(200, &running),
+                Reply::value(200, &final_deployment),
+            ],
+        ),
         (logs.as_str(), vec![Reply::value(200, &json!(build_lines))]),
         ("GET /api/v1/projects/shop/environments/prod/status", vec![Reply::value(200, &status)]),
     ])
@@ -85,7 +95,8 @@ async fn stub(final_deployment: serde_json::Value, id: &str) -> StubServer {
 #[tokio::test]
 async fn deploy_without_wait_prints_the_id() {
     let stub = stub(deployment_json("succeeded"), "d1").await;
-    let outcome = run_cli(&stub.url, &["deploy", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
+    let outcome =
+        run_cli(&stub.url, &["deploy", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
     expect![[r#"
         deployment d1 queued
         follow it with `berth deployment logs d1 --follow`
@@ -97,7 +108,13 @@ async fn deploy_without_wait_prints_the_id() {
 #[tokio::test]
 async fn deploy_wait_shows_steps_then_urls() {
     let stub = stub(deployment_json("succeeded"), "d1").await;
-    let outcome = run_cli(&stub.url, &["deploy", "-p", "shop", "-e", "prod", "--wait"], "", Terminals::default()).await;
+    let outcome = run_cli(
+        &stub.url,
+        &["deploy", "-p", "shop", "-e", "prod", "--wait"],
+        "",
+        Terminals::default(),
+    )
+    .await;
     expect![[r#"
         deployment d1 queued
         deployment d1 succeeded in 12.5s
@@ -123,7 +140,8 @@ async fn deploy_wait_shows_steps_then_urls() {
 async fn deploy_wait_on_a_terminal_rewrites_one_line() {
     let stub = stub(deployment_json("succeeded"), "d1").await;
     let terminal = Terminals { stdin: false, stderr: true };
-    let outcome = run_cli(&stub.url, &["deploy", "-p", "shop", "-e", "prod", "-w"], "", terminal).await;
+    let outcome =
+        run_cli(&stub.url, &["deploy", "-p", "shop", "-e", "prod", "-w"], "", terminal).await;
     let lines: Vec<&str> = outcome.stderr.split("\r\u{1b}[2K").filter(|l| !l.is_empty()).collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[0].starts_with("deploying: build web ("), "{lines:?}");
@@ -181,7 +199,9 @@ async fn a_failed_deployment_names_step_application_reason_and_log() {
 #[test]
 fn failure_log_falls_back_to_the_whole_application_log() {
     let lines: Vec<berth_api::LogLine> = serde_json::from_value(json!([
-        log("clone", "web", "a"), log("clone", "api", "b"), log("clone", "web", "c")
+        log("clone", "web", "a"),
+        log("clone", "api", "b"),
+        log("clone", "web", "c")
     ]))
     .unwrap();
     let picked: Vec<&str> =
@@ -197,17 +217,23 @@ async fn following_a_deployment_log_ends_with_its_verdict() {
     let stub = StubServer::start(vec![
         ("GET /api/v1/deployments/d1/logs?follow=true", vec![Reply::events(ok)]),
         ("GET /api/v1/deployments/d2/logs?follow=true", vec![Reply::events(failed)]),
-        ("GET /api/v1/deployments/d3/logs?follow=true", vec![Reply::events(format!("data: {line}\n\n"))]),
+        (
+            "GET /api/v1/deployments/d3/logs?follow=true",
+            vec![Reply::events(format!("data: {line}\n\n"))],
+        ),
     ])
     .await;
-    let ok = run_cli(&stub.url, &["deployment", "logs", "d1", "--follow"], "", Terminals::default()).await;
+    let ok =
+        run_cli(&stub.url, &["deployment", "logs", "d1", "--follow"], "", Terminals::default())
+            .await;
     expect![[r#"
         2024-05-01 10:00:02 [build web] Step 1/2
         --- stderr
         deployment d1 succeeded
     "#]]
     .assert_eq(&ok.transcript());
-    let failed = run_cli(&stub.url, &["deployment", "logs", "d2", "-f"], "", Terminals::default()).await;
+    let failed =
+        run_cli(&stub.url, &["deployment", "logs", "d2", "-f"], "", Terminals::default()).await;
     expect![[r#"
         2024-05-01 10:00:02 [build web] Step 1/2
         --- stderr
@@ -216,7 +242,8 @@ async fn following_a_deployment_log_ends_with_its_verdict() {
         --- failed
     "#]]
     .assert_eq(&failed.transcript());
-    let cut = run_cli(&stub.url, &["deployment", "logs", "d3", "-f"], "", Terminals::default()).await;
+    let cut =
+        run_cli(&stub.url, &["deployment", "logs", "d3", "-f"], "", Terminals::default()).await;
     expect![[r#"
         2024-05-01 10:00:02 [build web] Step 1/2
         --- stderr

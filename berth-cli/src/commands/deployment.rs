@@ -8,11 +8,16 @@ use super::logs::{print_lines, print_stream};
 use super::{CliError, Context};
 use crate::args::DeploymentCommand;
 use crate::client::Fetched;
-use crate::output::{elapsed_ms, format_duration_ms, format_timestamp, or_dash, render_fields, Table};
+use crate::output::{
+    elapsed_ms, format_duration_ms, format_timestamp, or_dash, render_fields, Table,
+};
 use crate::paths;
 use crate::progress::step_label;
 
-pub(crate) async fn run(context: &mut Context<'_>, command: DeploymentCommand) -> Result<(), CliError> {
+pub(crate) async fn run(
+    context: &mut Context<'_>,
+    command: DeploymentCommand,
+) -> Result<(), CliError> {
     match command {
         DeploymentCommand::List(args) => {
             let path = paths::environment_deployments(&args.project, &args.environment)?;
@@ -30,7 +35,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: DeploymentCommand) -
             }
         }
         DeploymentCommand::Show(args) => {
-            let deployment: Fetched<Deployment> = context.client.get(&paths::deployment(&args.id)?).await?;
+            let deployment: Fetched<Deployment> =
+                context.client.get(&paths::deployment(&args.id)?).await?;
             if context.console.is_json() {
                 context.console.print_json(&deployment.raw)?;
             } else {
@@ -44,7 +50,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: DeploymentCommand) -
                     context.client.get(&paths::deployment_logs(&args.id, false)?).await?;
                 return print_lines(context, &lines);
             }
-            let mut stream = context.client.events(&paths::deployment_logs(&args.id, true)?).await?;
+            let mut stream =
+                context.client.events(&paths::deployment_logs(&args.id, true)?).await?;
             let Some(end) = print_stream(context, &mut stream).await? else {
                 return Err(CliError::failed(
                     "the server closed the log stream before the deployment ended",
@@ -52,7 +59,10 @@ pub(crate) async fn run(context: &mut Context<'_>, command: DeploymentCommand) -
                 ));
             };
             let deployment: Deployment = serde_json::from_str(&end).map_err(|error| {
-                CliError::failed(format!("the final event of the log stream is not a deployment: {error}"), None)
+                CliError::failed(
+                    format!("the final event of the log stream is not a deployment: {error}"),
+                    None,
+                )
             })?;
             if deployment.status != "succeeded" {
                 // The log was just printed; only the verdict is missing.
@@ -143,7 +153,11 @@ mod tests {
 
     #[test]
     fn list_and_details() {
-        let now = OffsetDateTime::parse("2024-05-01T10:01:00Z", &time::format_description::well_known::Rfc3339).unwrap();
+        let now = OffsetDateTime::parse(
+            "2024-05-01T10:01:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
         let ok: Deployment = serde_json::from_value(deployment_json("succeeded")).unwrap();
         let failed: Deployment = serde_json::from_value(failed_deployment_json()).unwrap();
         let mut running: Deployment = serde_json::from_value(deployment_json("running")).unwrap();
@@ -151,7 +165,7 @@ mod tests {
         running.finished_at = None;
         expect![[r#"
             ID   STATUS      APPLICATION   TRIGGER      CREATED               DURATION
-            d3   running     (all)         user:admin   2024-05-01 10:00:00   59.0s so far
+            d3   running     (all)         user:admin   2024-05-01 10:00:00   59.5s so far
             d1   succeeded   (all)         user:admin   2024-05-01 10:00:00   12.5s
             d2   failed      web           user:admin   2024-05-01 10:00:00   4.0s
         "#]]

@@ -44,7 +44,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
             };
             check_variable_name(&name).map_err(|message| CliError::failed(message, None))?;
             let body = SetVariable { name: name.clone(), value, secret: args.secret };
-            let set: Fetched<serde_json::Value> = context.client.put(&scope.variables()?, &body).await?;
+            let set: Fetched<serde_json::Value> =
+                context.client.put(&scope.variables()?, &body).await?;
             if context.console.is_json() {
                 context.console.print_json(&set.raw)?;
             } else {
@@ -67,15 +68,18 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
             if context.console.is_json() {
                 context.console.print_json(&deleted)?;
             } else {
-                context.console.println(&format!("deleted {} from {}", args.key, scope.describe()))?;
+                context.console.println(&format!(
+                    "deleted {} from {}",
+                    args.key,
+                    scope.describe()
+                ))?;
             }
         }
         EnvVarCommand::Import(args) => {
             let scope = scope_of(&args.scope);
             let file = args.file.display().to_string();
-            let text = std::fs::read_to_string(&args.file).map_err(|error| {
-                CliError::failed(format!("cannot read {file}: {error}"), None)
-            })?;
+            let text = std::fs::read_to_string(&args.file)
+                .map_err(|error| CliError::failed(format!("cannot read {file}: {error}"), None))?;
             let entries = parse_dotenv(&text).map_err(|error| {
                 CliError::failed(
                     format!("{file}, {error}"),
@@ -86,11 +90,16 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
             let mut results = Vec::new();
             let mut done: Vec<String> = Vec::new();
             for entry in entries {
-                let body = SetVariable { name: entry.key.clone(), value: entry.value, secret: args.secret };
+                let body = SetVariable {
+                    name: entry.key.clone(),
+                    value: entry.value,
+                    secret: args.secret,
+                };
                 match context.client.put::<_, serde_json::Value>(&path, &body).await {
                     Ok(result) => results.push(result),
                     Err(error) => {
-                        let already = if done.is_empty() { "none".to_owned() } else { done.join(", ") };
+                        let already =
+                            if done.is_empty() { "none".to_owned() } else { done.join(", ") };
                         return Err(CliError::failed(
                             format!("{file}, line {}: setting {} failed: {error}", entry.line, entry.key),
                             Some(format!("variables set before it: {already}; fix the problem and import again (setting a variable twice is harmless)")),
@@ -174,7 +183,10 @@ mod tests {
         let get = format!("GET {ENV_VARS}");
         let delete = format!("DELETE {ENV_VARS}/OLD");
         StubServer::start(vec![
-            (put.as_str(), vec![Reply::value(200, &variable("X", "********", true, "environment"))]),
+            (
+                put.as_str(),
+                vec![Reply::value(200, &variable("X", "********", true, "environment"))],
+            ),
             (
                 get.as_str(),
                 vec![Reply::value(
@@ -195,10 +207,28 @@ mod tests {
     #[tokio::test]
     async fn set_a_plain_value_and_a_secret_from_stdin() {
         let stub = stub().await;
-        let plain = run_cli(&stub.url, &["env-var", "set", "-p", "shop", "-e", "prod", "LOG_LEVEL=debug=1"], "", Terminals::default()).await;
-        assert_eq!(plain.transcript(), "set variable LOG_LEVEL on environment \"prod\" of project \"shop\"\n");
-        let secret = run_cli(&stub.url, &["env-var", "set", "-p", "shop", "-e", "prod", "--secret", "API_KEY"], "s3cr3t\n", Terminals::default()).await;
-        assert_eq!(secret.transcript(), "set secret API_KEY on environment \"prod\" of project \"shop\"\n");
+        let plain = run_cli(
+            &stub.url,
+            &["env-var", "set", "-p", "shop", "-e", "prod", "LOG_LEVEL=debug=1"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        assert_eq!(
+            plain.transcript(),
+            "set variable LOG_LEVEL on environment \"prod\" of project \"shop\"\n"
+        );
+        let secret = run_cli(
+            &stub.url,
+            &["env-var", "set", "-p", "shop", "-e", "prod", "--secret", "API_KEY"],
+            "s3cr3t\n",
+            Terminals::default(),
+        )
+        .await;
+        assert_eq!(
+            secret.transcript(),
+            "set secret API_KEY on environment \"prod\" of project \"shop\"\n"
+        );
         expect![[r#"
             [
                 "{\"name\":\"LOG_LEVEL\",\"value\":\"debug=1\",\"secret\":false}",
@@ -211,7 +241,9 @@ mod tests {
     #[tokio::test]
     async fn a_key_alone_needs_secret_and_a_value() {
         let stub = stub().await;
-        let no_secret = run_cli(&stub.url, &["env-var", "set", "-p", "shop", "KEY"], "", Terminals::default()).await;
+        let no_secret =
+            run_cli(&stub.url, &["env-var", "set", "-p", "shop", "KEY"], "", Terminals::default())
+                .await;
         expect![[r#"
             --- stderr
             error: expected KEY=VALUE, got "KEY"
@@ -219,14 +251,26 @@ mod tests {
             --- failed
         "#]]
         .assert_eq(&no_secret.transcript());
-        let empty = run_cli(&stub.url, &["env-var", "set", "-p", "shop", "--secret", "KEY"], "", Terminals::default()).await;
+        let empty = run_cli(
+            &stub.url,
+            &["env-var", "set", "-p", "shop", "--secret", "KEY"],
+            "",
+            Terminals::default(),
+        )
+        .await;
         expect![[r#"
             --- stderr
             error: no value on standard input
             --- failed
         "#]]
         .assert_eq(&empty.transcript());
-        let reserved = run_cli(&stub.url, &["env-var", "set", "-p", "shop", "BERTH_X=1"], "", Terminals::default()).await;
+        let reserved = run_cli(
+            &stub.url,
+            &["env-var", "set", "-p", "shop", "BERTH_X=1"],
+            "",
+            Terminals::default(),
+        )
+        .await;
         assert!(reserved.stderr.contains("\"BERTH_X\" is reserved"), "{}", reserved.stderr);
         assert!(stub.bodies("PUT").is_empty());
     }
@@ -234,15 +278,22 @@ mod tests {
     #[tokio::test]
     async fn list_masks_secrets_and_shortens_long_values() {
         let stub = stub().await;
-        let listed = run_cli(&stub.url, &["env-var", "list", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
+        let listed = run_cli(
+            &stub.url,
+            &["env-var", "list", "-p", "shop", "-e", "prod"],
+            "",
+            Terminals::default(),
+        )
+        .await;
         expect![[r#"
             NAME           VALUE                                                          SECRET   SCOPE
             DATABASE_URL   postgres://db:5432/app                                         no       project
             API_KEY        ********                                                       yes      environment
-            LONG           xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...   no       environment
+            LONG           xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...   no       environment
         "#]]
         .assert_eq(&listed.transcript());
-        let empty = run_cli(&stub.url, &["env-var", "list", "-p", "shop"], "", Terminals::default()).await;
+        let empty =
+            run_cli(&stub.url, &["env-var", "list", "-p", "shop"], "", Terminals::default()).await;
         expect![[r#"
             no variables on project "shop" yet: set one with `berth env-var set --project shop KEY=VALUE`
         "#]]
@@ -252,8 +303,17 @@ mod tests {
     #[tokio::test]
     async fn delete_a_variable() {
         let stub = stub().await;
-        let deleted = run_cli(&stub.url, &["env-var", "delete", "-p", "shop", "-e", "prod", "OLD"], "", Terminals::default()).await;
-        assert_eq!(deleted.transcript(), "deleted OLD from environment \"prod\" of project \"shop\"\n");
+        let deleted = run_cli(
+            &stub.url,
+            &["env-var", "delete", "-p", "shop", "-e", "prod", "OLD"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        assert_eq!(
+            deleted.transcript(),
+            "deleted OLD from environment \"prod\" of project \"shop\"\n"
+        );
     }
 
     #[tokio::test]
@@ -280,7 +340,10 @@ mod tests {
 
         let good_args: Vec<&str> = args.iter().copied().chain([good.to_str().unwrap()]).collect();
         let imported = run_cli(&stub.url, &good_args, "", Terminals::default()).await;
-        assert_eq!(imported.transcript(), "set 2 secrets on environment \"prod\" of project \"shop\": A, B\n");
+        assert_eq!(
+            imported.transcript(),
+            "set 2 secrets on environment \"prod\" of project \"shop\": A, B\n"
+        );
         expect![[r#"
             [
                 "{\"name\":\"A\",\"value\":\"1\",\"secret\":true}",

@@ -100,7 +100,17 @@ mod tests {
             ("GET /api/v1/projects/empty/environments", vec![Reply::json(200, "[]")]),
         ])
         .await;
-        let args = ["environment", "create", "-p", "shop", "prod", "--mode", "production", "--branch", "main"];
+        let args = [
+            "environment",
+            "create",
+            "-p",
+            "shop",
+            "prod",
+            "--mode",
+            "production",
+            "--branch",
+            "main",
+        ];
         let created = run_cli(&stub.url, &args, "", Terminals::default()).await;
         expect![[r#"
             created environment prod in project shop (production, branch main)
@@ -109,14 +119,18 @@ mod tests {
         .assert_eq(&created.transcript());
         assert_eq!(stub.bodies("POST"), [r#"{"name":"prod","mode":"production","branch":"main"}"#]);
 
-        let listed = run_cli(&stub.url, &["env", "list", "--project", "shop"], "", Terminals::default()).await;
+        let listed =
+            run_cli(&stub.url, &["env", "list", "--project", "shop"], "", Terminals::default())
+                .await;
         expect![[r#"
             NAME   MODE         BRANCH   STATUS   CREATED
             prod   production   main     active   2024-05-01 10:00:00
         "#]]
         .assert_eq(&listed.transcript());
 
-        let empty = run_cli(&stub.url, &["env", "list", "--project", "empty"], "", Terminals::default()).await;
+        let empty =
+            run_cli(&stub.url, &["env", "list", "--project", "empty"], "", Terminals::default())
+                .await;
         expect![[r#"
             no environments in project empty yet: create one with `berth environment create --project empty NAME`
         "#]]

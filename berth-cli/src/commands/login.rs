@@ -88,14 +88,19 @@ mod tests {
         let cli = Cli::parse_from(["berth", "project", "list"]);
         let listed = run_parsed(cli, "", Terminals::default(), &env).await;
         assert!(listed.success, "{}", listed.transcript());
-        assert!(stub.requests_text().ends_with("GET /api/v1/projects\nauthorization: Bearer s3cret\n"));
+        assert!(stub
+            .requests_text()
+            .ends_with("GET /api/v1/projects\nauthorization: Bearer s3cret\n"));
     }
 
     #[tokio::test]
     async fn a_refused_token_is_not_saved() {
         let stub = StubServer::start(vec![(
             "GET /api/v1/organization",
-            vec![Reply::json(401, r#"{"error":{"code":"unauthorized","message":"the API token is not valid"}}"#)],
+            vec![Reply::json(
+                401,
+                r#"{"error":{"code":"unauthorized","message":"the API token is not valid"}}"#,
+            )],
         )])
         .await;
         let dir = tempfile::tempdir().unwrap();

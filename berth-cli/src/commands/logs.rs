@@ -14,7 +14,8 @@ use crate::paths;
 
 pub(crate) async fn run(context: &mut Context<'_>, args: LogsArgs) -> Result<(), CliError> {
     let (project, environment) = (&args.environment.project, &args.environment.environment);
-    let path = paths::application_logs(project, environment, &args.application, args.tail, args.follow)?;
+    let path =
+        paths::application_logs(project, environment, &args.application, args.tail, args.follow)?;
     if !args.follow {
         let lines: Fetched<Vec<LogLine>> = context.client.get(&path).await?;
         return print_lines(context, &lines);
@@ -41,7 +42,10 @@ pub(crate) fn log_line_text(line: &LogLine) -> String {
     )
 }
 
-pub(crate) fn print_lines(context: &mut Context<'_>, lines: &Fetched<Vec<LogLine>>) -> Result<(), CliError> {
+pub(crate) fn print_lines(
+    context: &mut Context<'_>,
+    lines: &Fetched<Vec<LogLine>>,
+) -> Result<(), CliError> {
     if context.console.is_json() {
         context.console.print_json(&lines.raw)?;
     } else {
@@ -61,9 +65,10 @@ pub(crate) async fn print_stream(
     while let Some(event) = stream.next().await? {
         match event.event.as_deref() {
             None | Some("message") => {
-                let line: Fetched<LogLine> = serde_json::from_str(&event.data).map_err(|error| {
-                    ClientError::Transport { detail: format!("a log event is not a log line: {error}") }
-                })?;
+                let line: Fetched<LogLine> =
+                    serde_json::from_str(&event.data).map_err(|error| ClientError::Transport {
+                        detail: format!("a log event is not a log line: {error}"),
+                    })?;
                 if context.console.is_json() {
                     context.console.print_json_line(&line.raw)?;
                 } else {

@@ -115,7 +115,11 @@ pub(crate) fn report(console: &mut Console, error: &CliError) {
 
 /// Reads a secret from stdin: the whole input when piped (one trailing newline removed),
 /// one line after a prompt on a terminal. Empty input is refused.
-pub(crate) fn read_secret(console: &mut Console, prompt: &str, what: &str) -> Result<String, CliError> {
+pub(crate) fn read_secret(
+    console: &mut Console,
+    prompt: &str,
+    what: &str,
+) -> Result<String, CliError> {
     let value = if console.stdin_is_terminal() {
         console.eprint(prompt)?;
         console.read_line()?.unwrap_or_default()
@@ -156,7 +160,8 @@ pub(crate) mod testing {
 
     impl SharedBuffer {
         fn text(&self) -> String {
-            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner)).into_owned()
+            String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
+                .into_owned()
         }
     }
 
@@ -184,18 +189,34 @@ pub(crate) mod testing {
     }
 
     /// Runs `berth ARGS --url STUB --token t0ken` with `stdin` as standard input.
-    pub(crate) async fn run_cli(url: &str, args: &[&str], stdin: &str, terminals: Terminals) -> Outcome {
-        let argv = ["berth", "--url", url, "--token", "t0ken"].into_iter().chain(args.iter().copied());
+    pub(crate) async fn run_cli(
+        url: &str,
+        args: &[&str],
+        stdin: &str,
+        terminals: Terminals,
+    ) -> Outcome {
+        let argv =
+            ["berth", "--url", url, "--token", "t0ken"].into_iter().chain(args.iter().copied());
         let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{error}"));
         run_parsed(cli, stdin, terminals, &ProcessEnv::default()).await
     }
 
-    pub(crate) async fn run_parsed(cli: Cli, stdin: &str, terminals: Terminals, env: &ProcessEnv) -> Outcome {
+    pub(crate) async fn run_parsed(
+        cli: Cli,
+        stdin: &str,
+        terminals: Terminals,
+        env: &ProcessEnv,
+    ) -> Outcome {
         let out = SharedBuffer::default();
         let err = SharedBuffer::default();
         let input = Box::new(io::Cursor::new(stdin.as_bytes().to_vec()));
-        let mut console =
-            Console::new(cli.global.output, Box::new(out.clone()), Box::new(err.clone()), input, terminals);
+        let mut console = Console::new(
+            cli.global.output,
+            Box::new(out.clone()),
+            Box::new(err.clone()),
+            input,
+            terminals,
+        );
         let result = execute(&cli.global, cli.command, env, &mut console).await;
         if let Err(error) = &result {
             report(&mut console, error);

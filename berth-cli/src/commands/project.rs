@@ -9,7 +9,10 @@ use crate::client::Fetched;
 use crate::output::{format_timestamp, Table};
 use crate::paths;
 
-pub(crate) async fn run(context: &mut Context<'_>, command: ProjectCommand) -> Result<(), CliError> {
+pub(crate) async fn run(
+    context: &mut Context<'_>,
+    command: ProjectCommand,
+) -> Result<(), CliError> {
     match command {
         ProjectCommand::Create(args) => {
             let body = CreateProject { name: args.name };
@@ -53,7 +56,11 @@ fn projects_table(projects: &[Project]) -> String {
     }
     let mut table = Table::new(&["NAME", "STATUS", "CREATED"]);
     for project in projects {
-        table.row(vec![project.name.clone(), project.status.clone(), format_timestamp(&project.created_at)]);
+        table.row(vec![
+            project.name.clone(),
+            project.status.clone(),
+            format_timestamp(&project.created_at),
+        ]);
     }
     table.render()
 }
@@ -76,7 +83,8 @@ mod tests {
             ("GET /api/v1/projects", vec![Reply::value(200, &json!([shop, blog]))]),
         ])
         .await;
-        let created = run_cli(&stub.url, &["project", "create", "shop"], "", Terminals::default()).await;
+        let created =
+            run_cli(&stub.url, &["project", "create", "shop"], "", Terminals::default()).await;
         expect![[r#"
             created project shop
             next: berth environment create --project shop production --mode production
@@ -92,14 +100,16 @@ mod tests {
         "#]]
         .assert_eq(&listed.transcript());
 
-        let json = run_cli(&stub.url, &["project", "list", "-o", "json"], "", Terminals::default()).await;
+        let json =
+            run_cli(&stub.url, &["project", "list", "-o", "json"], "", Terminals::default()).await;
         let printed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         assert_eq!(printed[0]["new_field"], 1, "the API's JSON is printed unchanged");
     }
 
     #[tokio::test]
     async fn an_empty_list_says_what_to_do() {
-        let stub = StubServer::start(vec![("GET /api/v1/projects", vec![Reply::json(200, "[]")])]).await;
+        let stub =
+            StubServer::start(vec![("GET /api/v1/projects", vec![Reply::json(200, "[]")])]).await;
         let listed = run_cli(&stub.url, &["project", "list"], "", Terminals::default()).await;
         expect![[r#"
             no projects yet: create one with `berth project create NAME`
@@ -117,7 +127,8 @@ mod tests {
             )],
         )])
         .await;
-        let outcome = run_cli(&stub.url, &["project", "create", "Shop"], "", Terminals::default()).await;
+        let outcome =
+            run_cli(&stub.url, &["project", "create", "Shop"], "", Terminals::default()).await;
         expect![[r#"
             --- stderr
             error: project name "Shop" is invalid: use 1 to 63 lower-case letters
@@ -130,14 +141,17 @@ mod tests {
     async fn a_refused_token_gets_a_hint() {
         let stub = StubServer::start(vec![(
             "GET /api/v1/projects",
-            vec![Reply::json(401, r#"{"error":{"code":"unauthorized","message":"the API token is not valid"}}"#)],
+            vec![Reply::json(
+                401,
+                r#"{"error":{"code":"unauthorized","message":"the API token is not valid"}}"#,
+            )],
         )])
         .await;
         let outcome = run_cli(&stub.url, &["project", "list"], "", Terminals::default()).await;
         expect![[r#"
             --- stderr
             error: the API token is not valid
-            hint: check the token: run `berth login --url URL --token TOKEN`, or pass --token
+            hint: the token came from --token / BERTH_TOKEN; run `berth login --url URL --token TOKEN` with a valid one, or pass --token
             --- failed
         "#]]
         .assert_eq(&outcome.transcript());

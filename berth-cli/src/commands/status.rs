@@ -83,7 +83,9 @@ mod tests {
             vec![Reply::value(200, &status)],
         )])
         .await;
-        let outcome = run_cli(&stub.url, &["status", "-p", "shop", "-e", "prod"], "", Terminals::default()).await;
+        let outcome =
+            run_cli(&stub.url, &["status", "-p", "shop", "-e", "prod"], "", Terminals::default())
+                .await;
         expect![[r#"
             NAME   STATUS    URL                                   COMMIT    RESTARTS   MESSAGE
             web    running   http://web.prod.shop.localhost:8000   0123456   0

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use berth_domain::plan::ObjectKind;
 use berth_engine::adapters::{Builder, ContainerSpec, NetworkSpec, Runtime};
-use bollard::container::{Config, CreateContainerOptions};
+use bollard::container::{Config, CreateContainerOptions, KillContainerOptions};
 use bollard::exec::{CreateExecOptions, StartExecResults};
 use bollard::volume::CreateVolumeOptions;
 use futures_util::StreamExt;
@@ -242,6 +242,32 @@ async fn a_container_past_its_memory_limit_is_reported_oom_killed() {
     assert!(state.oom_killed, "{state:?}");
     assert_eq!(state.exit_code, Some(137), "{state:?}");
     assert_eq!(state.restart_count, 0);
+}
+
+#[tokio::test]
+async fn a_container_killed_otherwise_is_not_reported_oom_killed() {
+    let fixture = Fixture::new().await;
+    let name = unique("killed");
+    let image = build_image(&fixture, &name, "CMD [\"sleep\", \"3600\"]\n").await;
+    let network = network(&fixture, &name).await;
+    let container = format!("{name}-1");
+    fixture.cleanup.container(&container);
+    let mut sleeper = spec(&container, &image, &network);
+    sleeper.memory_bytes = Some(32 * 1024 * 1024);
+    fixture.engine.start_container(&sleeper).await.unwrap();
+    fixture
+        .docker
+        .kill_container(&container, Some(KillContainerOptions { signal: "SIGKILL" }))
+        .await
+        .unwrap();
+    // Exit code 137 without an OOM event: the engine's event log is asked (and waited on
+    // for a late event) before answering.
+    let started = Instant::now();
+    let state = fixture.engine.inspect_container(&container).await.unwrap().unwrap();
+    eprintln!("timing: inspect of a SIGKILLed container {:?}", started.elapsed());
+    assert!(!state.running);
+    assert_eq!(state.exit_code, Some(137), "{state:?}");
+    assert!(!state.oom_killed, "{state:?}");
 }
 
 #[tokio::test]

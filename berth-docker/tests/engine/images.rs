@@ -70,6 +70,10 @@ async fn a_dockerfile_builds_into_a_labelled_image_and_rebuilds_from_cache() {
     assert!(log.contains(&format!("Successfully tagged {tag}")), "{:#?}", log.lines());
 
     let image = fixture.docker.inspect_image(&tag).await.unwrap();
+    // When another build of the same steps runs concurrently, the legacy builder's cache
+    // may pick that build's intermediate image and the rebuild below then gives the tag a
+    // new image, leaving this one untagged: remove it by id too.
+    fixture.cleanup.image(image.id.as_deref().unwrap());
     let labels = image.config.unwrap().labels.unwrap();
     assert_eq!(labels.get("berth.managed-by").map(String::as_str), Some("berth"));
     assert_eq!(labels.get("berth.project"), Some(&name));

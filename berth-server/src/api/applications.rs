@@ -22,7 +22,11 @@ use crate::state::AppState;
 /// Largest accepted Git token or SSH key, in bytes.
 const MAX_CREDENTIAL_BYTES: usize = 16 * 1024;
 
-fn git_source(state: &AppState, input: &wire::GitSourceInput, credential: GitCredentialKind) -> ApiResult<GitSource> {
+fn git_source(
+    state: &AppState,
+    input: &wire::GitSourceInput,
+    credential: GitCredentialKind,
+) -> ApiResult<GitSource> {
     let repository = RepositoryUrl::parse(input.repository.trim())?;
     if repository.transport() == RepositoryTransport::Local {
         if !state.settings.allow_local_repositories {
@@ -55,7 +59,10 @@ fn git_source(state: &AppState, input: &wire::GitSourceInput, credential: GitCre
         Some(path) => RepositoryPath::parse("root path", path)?,
         None => RepositoryPath::root(),
     };
-    let dockerfile_path = RepositoryPath::parse("Dockerfile path", input.dockerfile_path.as_deref().unwrap_or("Dockerfile"))?;
+    let dockerfile_path = RepositoryPath::parse(
+        "Dockerfile path",
+        input.dockerfile_path.as_deref().unwrap_or("Dockerfile"),
+    )?;
     let mut build_args = BTreeMap::new();
     for (key, value) in &input.build_args {
         validate_build_arg_key(key)?;
@@ -65,10 +72,16 @@ fn git_source(state: &AppState, input: &wire::GitSourceInput, credential: GitCre
 }
 
 /// The credential kind and its encrypted value, from the request's write-only fields.
-fn credential(state: &AppState, token: Option<&str>, ssh_key: Option<&str>) -> ApiResult<Option<(GitCredentialKind, Vec<u8>)>> {
+fn credential(
+    state: &AppState,
+    token: Option<&str>,
+    ssh_key: Option<&str>,
+) -> ApiResult<Option<(GitCredentialKind, Vec<u8>)>> {
     let (kind, secret) = match (token, ssh_key) {
         (Some(_), Some(_)) => {
-            return Err(AppError::Invalid("give either a Git token or an SSH deploy key, not both".into()))
+            return Err(AppError::Invalid(
+                "give either a Git token or an SSH deploy key, not both".into(),
+            ))
         }
         (Some(token), None) => (GitCredentialKind::Token, token.trim()),
         (None, Some(key)) => {
@@ -82,13 +95,18 @@ fn credential(state: &AppState, token: Option<&str>, ssh_key: Option<&str>) -> A
         (None, None) => return Ok(None),
     };
     if secret.is_empty() || secret.len() > MAX_CREDENTIAL_BYTES {
-        return Err(AppError::Invalid(format!("the Git credential must be between 1 and {MAX_CREDENTIAL_BYTES} bytes")));
+        return Err(AppError::Invalid(format!(
+            "the Git credential must be between 1 and {MAX_CREDENTIAL_BYTES} bytes"
+        )));
     }
     let sealed = state.key.encrypt(secret.as_bytes()).map_err(AppError::internal)?;
     Ok(Some((kind, sealed)))
 }
 
-fn limits(cpu: Option<f64>, memory_mb: Option<u32>) -> ApiResult<(Option<MilliCpu>, Option<MemoryMib>)> {
+fn limits(
+    cpu: Option<f64>,
+    memory_mb: Option<u32>,
+) -> ApiResult<(Option<MilliCpu>, Option<MemoryMib>)> {
     Ok((cpu.map(MilliCpu::from_cores).transpose()?, memory_mb.map(MemoryMib::new).transpose()?))
 }
 
@@ -133,20 +151,22 @@ pub(crate) async fn create_application(
     let name = ResourceName::parse(&body.name)?;
     let sealed = credential(&state, body.git_token.as_deref(), body.ssh_private_key.as_deref())?;
     let credential_kind = sealed.as_ref().map_or(GitCredentialKind::None, |(kind, _)| *kind);
-    let source = match (&body.git, &body.image) {
-        (Some(git), None) => ApplicationSource::Git(git_source(&state, git, credential_kind)?),
-        (None, Some(image)) => {
-            if sealed.is_some() {
-                return Err(AppError::Invalid("Git credentials only apply to applications built from Git".into()));
+    let source =
+        match (&body.git, &body.image) {
+            (Some(git), None) => ApplicationSource::Git(git_source(&state, git, credential_kind)?),
+            (None, Some(image)) => {
+                if sealed.is_some() {
+                    return Err(AppError::Invalid(
+                        "Git credentials only apply to applications built from Git".into(),
+                    ));
+                }
+                ApplicationSource::Image { reference: ImageReference::parse(image.trim())? }
             }
-            ApplicationSource::Image { reference: ImageReference::parse(image.trim())? }
-        }
-        _ => {
-            return Err(AppError::Invalid(
-                "give exactly one source: a Git repository (--git URL) or an image (--image REF)".into(),
-            ))
-        }
-    };
+            _ => return Err(AppError::Invalid(
+                "give exactly one source: a Git repository (--git URL) or an image (--image REF)"
+                    .into(),
+            )),
+        };
     let port = body.port.map(validate_port).transpose()?;
     let (cpu, memory) = limits(body.cpu, body.memory_mb)?;
     let spec = ApplicationSpec {
@@ -160,7 +180,12 @@ pub(crate) async fn create_application(
     lookup::ensure_active(environment.lifecycle, "the environment")?;
     let record = state
         .store
-        .create_application(environment.id, &name, &spec, sealed.as_ref().map(|(_, bytes)| bytes.as_slice()))
+        .create_application(
+            environment.id,
+            &name,
+            &spec,
+            sealed.as_ref().map(|(_, bytes)| bytes.as_slice()),
+        )
         .await?;
     Ok((StatusCode::CREATED, Json(view(&state, &project, &environment, &record).await?)))
 }
@@ -172,7 +197,8 @@ pub(crate) async fn get_application(
     State(state): State<AppState>,
     Path((project, environment, application)): Path<(String, String, String)>,
 ) -> ApiResult<Json<wire::Application>> {
-    let (project, environment, application) = lookup::application(&state, &project, &environment, &application).await?;
+    let (project, environment, application) =
+        lookup::application(&state, &project, &environment, &application).await?;
     Ok(Json(view(&state, &project, &environment, &application).await?))
 }
 
@@ -186,11 +212,15 @@ pub(crate) async fn update_application(
     Path((project, environment, application)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<wire::UpdateApplication>,
 ) -> ApiResult<Json<wire::Application>> {
-    let (project, environment, mut record) = lookup::application(&state, &project, &environment, &application).await?;
+    let (project, environment, mut record) =
+        lookup::application(&state, &project, &environment, &application).await?;
     lookup::ensure_active(record.lifecycle, "the application")?;
-    let new_credential = credential(&state, body.git_token.as_deref(), body.ssh_private_key.as_deref())?;
+    let new_credential =
+        credential(&state, body.git_token.as_deref(), body.ssh_private_key.as_deref())?;
     let (mut credential_kind, mut sealed) = match (&record.spec.source, body.clear_credentials) {
-        (ApplicationSource::Git(git), false) => (git.credential, record.credential_ciphertext.clone()),
+        (ApplicationSource::Git(git), false) => {
+            (git.credential, record.credential_ciphertext.clone())
+        }
         _ => (GitCredentialKind::None, None),
     };
     if let Some((kind, bytes)) = new_credential {
@@ -199,10 +229,15 @@ pub(crate) async fn update_application(
     }
     let mut spec = record.spec.clone();
     match (&body.git, &body.image) {
-        (Some(_), Some(_)) => return Err(AppError::Invalid("give either --git or --image, not both".into())),
-        (Some(git), None) => spec.source = ApplicationSource::Git(git_source(&state, git, credential_kind)?),
+        (Some(_), Some(_)) => {
+            return Err(AppError::Invalid("give either --git or --image, not both".into()))
+        }
+        (Some(git), None) => {
+            spec.source = ApplicationSource::Git(git_source(&state, git, credential_kind)?)
+        }
         (None, Some(image)) => {
-            spec.source = ApplicationSource::Image { reference: ImageReference::parse(image.trim())? };
+            spec.source =
+                ApplicationSource::Image { reference: ImageReference::parse(image.trim())? };
         }
         (None, None) => {
             if let ApplicationSource::Git(git) = &spec.source {
@@ -220,7 +255,9 @@ pub(crate) async fn update_application(
     }
     if matches!(spec.source, ApplicationSource::Image { .. }) {
         if body.git_token.is_some() || body.ssh_private_key.is_some() {
-            return Err(AppError::Invalid("Git credentials only apply to applications built from Git".into()));
+            return Err(AppError::Invalid(
+                "Git credentials only apply to applications built from Git".into(),
+            ));
         }
         sealed = None;
     }
@@ -249,9 +286,13 @@ pub(crate) async fn delete_application(
     State(state): State<AppState>,
     Path((project, environment, application)): Path<(String, String, String)>,
 ) -> ApiResult<(StatusCode, Json<wire::Application>)> {
-    let (project, environment, mut record) = lookup::application(&state, &project, &environment, &application).await?;
+    let (project, environment, mut record) =
+        lookup::application(&state, &project, &environment, &application).await?;
     state.store.mark_application_deleting(record.id).await?;
     state.engine.notify();
     record.lifecycle = berth_store::Lifecycle::Deleting;
-    Ok((StatusCode::ACCEPTED, Json(convert::application(&state.settings, &project, &environment, &record, "deleting"))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(convert::application(&state.settings, &project, &environment, &record, "deleting")),
+    ))
 }

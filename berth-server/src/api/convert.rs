@@ -4,8 +4,8 @@ use berth_api as wire;
 use berth_domain::spec::{ApplicationSource, GitCredentialKind, Visibility};
 use berth_domain::Hostname;
 use berth_store::{
-    ApplicationRecord, DeploymentRecord, DeploymentServiceRecord, EnvironmentRecord,
-    ProjectRecord, StepRecord, StoredValue, VariableRecord,
+    ApplicationRecord, DeploymentRecord, DeploymentServiceRecord, EnvironmentRecord, ProjectRecord,
+    StepRecord, StoredValue, VariableRecord,
 };
 
 use crate::state::PublicSettings;
@@ -19,7 +19,10 @@ pub(crate) fn project(record: &ProjectRecord) -> wire::Project {
     }
 }
 
-pub(crate) fn environment(project: &ProjectRecord, record: &EnvironmentRecord) -> wire::Environment {
+pub(crate) fn environment(
+    project: &ProjectRecord,
+    record: &EnvironmentRecord,
+) -> wire::Environment {
     wire::Environment {
         id: record.id.to_string(),
         project: project.name.to_string(),
@@ -41,7 +44,12 @@ pub(crate) fn application_url(
     if !application.spec.is_routed() {
         return None;
     }
-    let host = Hostname::for_application(&application.name, &environment.name, &project.name, &settings.base_domain);
+    let host = Hostname::for_application(
+        &application.name,
+        &environment.name,
+        &project.name,
+        &settings.base_domain,
+    );
     Some(match settings.proxy_port {
         80 => format!("http://{host}/"),
         port => format!("http://{host}:{port}/"),
@@ -61,7 +69,8 @@ pub(crate) fn application(
             Some(wire::GitSourceView {
                 repository: git.repository.to_string(),
                 branch: git.branch.as_ref().map(ToString::to_string),
-                effective_branch: berth_domain::spec::effective_branch(git, &environment.branch).to_string(),
+                effective_branch: berth_domain::spec::effective_branch(git, &environment.branch)
+                    .to_string(),
                 root_path: git.root_path.to_string(),
                 dockerfile_path: git.dockerfile_path.to_string(),
                 build_args: git.build_args.clone(),

@@ -21,14 +21,20 @@ use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
 /// Whether a queued or running deployment covers this application.
-pub(crate) async fn is_deploying(state: &AppState, application: &ApplicationRecord) -> ApiResult<bool> {
+pub(crate) async fn is_deploying(
+    state: &AppState,
+    application: &ApplicationRecord,
+) -> ApiResult<bool> {
     let recent = state.store.list_deployments(application.environment_id, 20).await?;
     Ok(recent.iter().any(|d| {
         !d.status.is_terminal() && d.application_id.is_none_or(|only| only == application.id)
     }))
 }
 
-pub(crate) async fn deployment_view(state: &AppState, record: &DeploymentRecord) -> ApiResult<wire::Deployment> {
+pub(crate) async fn deployment_view(
+    state: &AppState,
+    record: &DeploymentRecord,
+) -> ApiResult<wire::Deployment> {
     let project = state
         .store
         .project(record.project_id)
@@ -49,7 +55,11 @@ pub(crate) async fn deployment_view(state: &AppState, record: &DeploymentRecord)
 }
 
 async fn find_deployment(state: &AppState, id: &str) -> ApiResult<DeploymentRecord> {
-    let not_found = || AppError::NotFound(format!("deployment {id:?} does not exist; list them with `berth deployment list`"));
+    let not_found = || {
+        AppError::NotFound(format!(
+            "deployment {id:?} does not exist; list them with `berth deployment list`"
+        ))
+    };
     let id: DeploymentId = id.parse().map_err(|_| not_found())?;
     let record = state.store.deployment(id).await?.ok_or_else(not_found)?;
     // Deployments of other organizations do not exist for this caller.
@@ -75,9 +85,13 @@ pub(crate) async fn create_deployment(
     let applications = state.store.list_applications(environment.id).await?;
     let only = match body.application.as_deref() {
         Some(name) => {
-            let application = applications.iter().find(|a| a.name.as_str() == name).ok_or_else(|| {
-                AppError::NotFound(format!("application {name:?} does not exist in {}/{}", project.name, environment.name))
-            })?;
+            let application =
+                applications.iter().find(|a| a.name.as_str() == name).ok_or_else(|| {
+                    AppError::NotFound(format!(
+                        "application {name:?} does not exist in {}/{}",
+                        project.name, environment.name
+                    ))
+                })?;
             lookup::ensure_active(application.lifecycle, "the application")?;
             Some(application.id)
         }
@@ -115,7 +129,10 @@ pub(crate) async fn list_deployments(
 #[utoipa::path(get, path = "/deployments/{id}", tag = "deployments",
     params(("id" = String, Path)),
     responses((status = 200, body = wire::Deployment), (status = 404, body = wire::ErrorBody)))]
-pub(crate) async fn get_deployment(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<wire::Deployment>> {
+pub(crate) async fn get_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<wire::Deployment>> {
     let record = find_deployment(&state, &id).await?;
     Ok(Json(deployment_view(&state, &record).await?))
 }
@@ -189,10 +206,12 @@ pub(crate) async fn deployment_logs(
 }
 
 /// Used by status: the newest deployment of an environment.
-pub(crate) async fn last_deployment(state: &AppState, environment: berth_domain::EnvironmentId) -> ApiResult<Option<wire::Deployment>> {
+pub(crate) async fn last_deployment(
+    state: &AppState,
+    environment: berth_domain::EnvironmentId,
+) -> ApiResult<Option<wire::Deployment>> {
     match state.store.list_deployments(environment, 1).await?.first() {
         Some(record) => Ok(Some(deployment_view(state, record).await?)),
         None => Ok(None),
     }
 }
-

@@ -7,7 +7,9 @@ use crate::state::AppState;
 
 pub(crate) async fn project(state: &AppState, name: &str) -> ApiResult<ProjectRecord> {
     state.store.project_by_name(state.organization, name).await?.ok_or_else(|| {
-        AppError::NotFound(format!("project {name:?} does not exist; list projects with `berth project list`"))
+        AppError::NotFound(format!(
+            "project {name:?} does not exist; list projects with `berth project list`"
+        ))
     })
 }
 
@@ -44,6 +46,8 @@ pub(crate) async fn application(
 pub(crate) fn ensure_active(lifecycle: Lifecycle, what: &str) -> ApiResult<()> {
     match lifecycle {
         Lifecycle::Active => Ok(()),
-        Lifecycle::Deleting => Err(AppError::Conflict(format!("{what} is being deleted; wait until the deletion finishes"))),
+        Lifecycle::Deleting => Err(AppError::Conflict(format!(
+            "{what} is being deleted; wait until the deletion finishes"
+        ))),
     }
 }

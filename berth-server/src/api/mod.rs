@@ -85,8 +85,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
     let (_, mut document) = api_routes().split_for_parts();
     let paths = std::mem::take(&mut document.paths.paths);
-    document.paths.paths =
-        paths.into_iter().map(|(path, item)| (format!("{}{path}", berth_api::API_PREFIX), item)).collect();
+    document.paths.paths = paths
+        .into_iter()
+        .map(|(path, item)| (format!("{}{path}", berth_api::API_PREFIX), item))
+        .collect();
     document.info.version = env!("CARGO_PKG_VERSION").to_owned();
     document
 }

@@ -13,7 +13,9 @@ use crate::state::AppState;
 /// The organization this server runs for.
 #[utoipa::path(get, path = "/organization", tag = "organization",
     responses((status = 200, body = wire::Organization), (status = 401, body = wire::ErrorBody)))]
-pub(crate) async fn get_organization(State(state): State<AppState>) -> ApiResult<Json<wire::Organization>> {
+pub(crate) async fn get_organization(
+    State(state): State<AppState>,
+) -> ApiResult<Json<wire::Organization>> {
     let organization = state
         .store
         .first_organization()
@@ -28,7 +30,9 @@ pub(crate) async fn get_organization(State(state): State<AppState>) -> ApiResult
 
 #[utoipa::path(get, path = "/projects", tag = "projects",
     responses((status = 200, body = Vec<wire::Project>), (status = 401, body = wire::ErrorBody)))]
-pub(crate) async fn list_projects(State(state): State<AppState>) -> ApiResult<Json<Vec<wire::Project>>> {
+pub(crate) async fn list_projects(
+    State(state): State<AppState>,
+) -> ApiResult<Json<Vec<wire::Project>>> {
     let projects = state.store.list_projects(state.organization).await?;
     Ok(Json(projects.iter().map(convert::project).collect()))
 }

@@ -62,7 +62,8 @@ pub(crate) async fn application_logs(
     Path((project, environment, application)): Path<(String, String, String)>,
     Query(query): Query<RuntimeLogQuery>,
 ) -> ApiResult<Response> {
-    let (_, _, application) = lookup::application(&state, &project, &environment, &application).await?;
+    let (_, _, application) =
+        lookup::application(&state, &project, &environment, &application).await?;
     let Some(container) = state.engine.serving_container_name(&application).await? else {
         return Err(AppError::NotFound(format!(
             "application {} has not been deployed yet; deploy it with `berth deploy`",
@@ -78,7 +79,12 @@ pub(crate) async fn application_logs(
         line,
     };
     if !query.follow {
-        let lines = state.engine.runtime().container_logs(&container, tail).await.map_err(AppError::internal)?;
+        let lines = state
+            .engine
+            .runtime()
+            .container_logs(&container, tail)
+            .await
+            .map_err(AppError::internal)?;
         return Ok(Json(lines.into_iter().map(wrap).collect::<Vec<_>>()).into_response());
     }
     let (line_sender, mut line_receiver) = tokio::sync::mpsc::channel::<String>(256);

@@ -26,8 +26,10 @@ struct Harness {
 async fn harness(allow_local: bool) -> Harness {
     let data_dir = tempfile::tempdir().unwrap();
     let store = Store::open(&data_dir.path().join("berth.db")).await.unwrap();
-    let organization = crate::bootstrap::ensure_organization(&store, data_dir.path()).await.unwrap();
-    let token = std::fs::read_to_string(data_dir.path().join("admin.token")).unwrap().trim().to_owned();
+    let organization =
+        crate::bootstrap::ensure_organization(&store, data_dir.path()).await.unwrap();
+    let token =
+        std::fs::read_to_string(data_dir.path().join("admin.token")).unwrap().trim().to_owned();
     let (key, _) = MasterKey::load_or_create(&data_dir.path().join("master.key")).unwrap();
     let docker = Arc::new(berth_docker::DockerEngine::connect(None).await.unwrap());
     let adapters = Adapters {
@@ -50,7 +52,11 @@ async fn harness(allow_local: bool) -> Harness {
         engine,
         key,
         organization: organization.id,
-        settings: Arc::new(PublicSettings { base_domain, proxy_port: 8000, allow_local_repositories: allow_local }),
+        settings: Arc::new(PublicSettings {
+            base_domain,
+            proxy_port: 8000,
+            allow_local_repositories: allow_local,
+        }),
     };
     Harness { app: super::router(state), token, data_dir }
 }
@@ -99,7 +105,8 @@ async fn requests_without_a_valid_token_are_refused() {
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(&body), "unauthorized");
     assert!(error_message(&body).contains("berth login"), "{body}");
-    let (status, _) = h.call_raw("GET", "/api/v1/projects", None, Some("berth_forged"), false).await;
+    let (status, _) =
+        h.call_raw("GET", "/api/v1/projects", None, Some("berth_forged"), false).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = h.call_raw("GET", "/api/v1/health", None, None, false).await;
     assert_eq!(status, StatusCode::OK);
@@ -133,31 +140,56 @@ async fn invalid_input_is_422_naming_the_rule() {
     let (status, body) = h.call("POST", "/api/v1/projects", Some(json!({"name": "shop"}))).await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert!(error_message(&body).contains("already exists"), "{body}");
-    let (status, body) =
-        h.call("POST", "/api/v1/projects/shop/environments", Some(json!({"name": "prod", "mode": "live"}))).await;
+    let (status, body) = h
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments",
+            Some(json!({"name": "prod", "mode": "live"})),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(&body).contains("production, staging"), "{body}");
     let (status, body) = h
-        .call("POST", "/api/v1/projects/shop/environments", Some(json!({"name": "prod", "branch": "--upload-pack=x"})))
+        .call(
+            "POST",
+            "/api/v1/projects/shop/environments",
+            Some(json!({"name": "prod", "branch": "--upload-pack=x"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(&body).contains("option"), "{body}");
-    let (status, _) = h.call("POST", "/api/v1/projects/shop/environments", Some(json!({"name": "prod"}))).await;
+    let (status, _) =
+        h.call("POST", "/api/v1/projects/shop/environments", Some(json!({"name": "prod"}))).await;
     assert_eq!(status, StatusCode::CREATED);
 
     let apps = "/api/v1/projects/shop/environments/prod/applications";
     let cases = [
-        (json!({"name": "web", "git": {"repository": "ext::sh -c touch% /tmp/pwned"}}), "remote-helper"),
+        (
+            json!({"name": "web", "git": {"repository": "ext::sh -c touch% /tmp/pwned"}}),
+            "remote-helper",
+        ),
         (json!({"name": "web", "git": {"repository": "--upload-pack=touch /tmp/pwned"}}), "option"),
-        (json!({"name": "web", "git": {"repository": "https://example.com/a.git", "branch": "$(id)"}}), "branch"),
+        (
+            json!({"name": "web", "git": {"repository": "https://example.com/a.git", "branch": "$(id)"}}),
+            "branch",
+        ),
         (json!({"name": "web", "git": {"repository": "/srv/repo"}}), "--allow-local-repositories"),
-        (json!({"name": "web", "git": {"repository": "https://example.com/a.git", "root_path": "../etc"}}), "without '..'"),
+        (
+            json!({"name": "web", "git": {"repository": "https://example.com/a.git", "root_path": "../etc"}}),
+            "without '..'",
+        ),
         (json!({"name": "web"}), "exactly one source"),
-        (json!({"name": "web", "image": "x", "git": {"repository": "https://example.com/a.git"}}), "exactly one source"),
+        (
+            json!({"name": "web", "image": "x", "git": {"repository": "https://example.com/a.git"}}),
+            "exactly one source",
+        ),
         (json!({"name": "web", "image": "busybox", "port": 70000}), "port"),
         (json!({"name": "web", "image": "busybox", "memory_mb": 1}), "memory"),
         (json!({"name": "web", "image": "busybox", "cpu": 0}), "CPU"),
-        (json!({"name": "web", "git": {"repository": "ssh://git@127.0.0.1/r.git"}, "git_token": "t"}), "--ssh-key-file"),
+        (
+            json!({"name": "web", "git": {"repository": "ssh://git@127.0.0.1/r.git"}, "git_token": "t"}),
+            "--ssh-key-file",
+        ),
     ];
     for (body, expected) in cases {
         let (status, response) = h.call("POST", apps, Some(body.clone())).await;
@@ -173,14 +205,23 @@ async fn invalid_input_is_422_naming_the_rule() {
 async fn bodies_that_are_too_large_or_not_json_are_refused_cleanly() {
     let h = harness(false).await;
     let huge = json!({"name": "x".repeat(super::BODY_LIMIT_BYTES + 10)}).to_string();
-    let (status, body) = h.call_raw("POST", "/api/v1/projects", Some(huge), Some(&h.token), true).await;
+    let (status, body) =
+        h.call_raw("POST", "/api/v1/projects", Some(huge), Some(&h.token), true).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(error_code(&body), "payload_too_large");
-    let (status, body) =
-        h.call_raw("POST", "/api/v1/projects", Some("{\"name\":\"a\"}".into()), Some(&h.token), false).await;
+    let (status, body) = h
+        .call_raw(
+            "POST",
+            "/api/v1/projects",
+            Some("{\"name\":\"a\"}".into()),
+            Some(&h.token),
+            false,
+        )
+        .await;
     assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert!(error_message(&body).contains("Content-Type"), "{body}");
-    let (status, body) = h.call_raw("POST", "/api/v1/projects", Some("{nope".into()), Some(&h.token), true).await;
+    let (status, body) =
+        h.call_raw("POST", "/api/v1/projects", Some("{nope".into()), Some(&h.token), true).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(error_code(&body), "invalid_input");
 }
@@ -191,7 +232,11 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
     h.call("POST", "/api/v1/projects", Some(json!({"name": "shop"}))).await;
     let secret = "s3cr3t-value-that-must-not-leak";
     let (status, body) = h
-        .call("PUT", "/api/v1/projects/shop/variables", Some(json!({"name": "API_KEY", "value": secret, "secret": true})))
+        .call(
+            "PUT",
+            "/api/v1/projects/shop/variables",
+            Some(json!({"name": "API_KEY", "value": secret, "secret": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["value"], "********");
@@ -199,7 +244,11 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
     assert!(!list.to_string().contains(secret));
     assert_eq!(list[0]["secret"], true);
     let (status, body) = h
-        .call("PUT", "/api/v1/projects/shop/variables", Some(json!({"name": "BERTH_X", "value": "1"})))
+        .call(
+            "PUT",
+            "/api/v1/projects/shop/variables",
+            Some(json!({"name": "BERTH_X", "value": "1"})),
+        )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_message(&body).contains("BERTH_"), "{body}");
@@ -208,7 +257,11 @@ async fn secrets_are_write_only_and_encrypted_at_rest() {
         let path = entry.unwrap().path();
         if path.is_file() {
             let bytes = std::fs::read(&path).unwrap();
-            assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{} holds the secret", path.display());
+            assert!(
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
+                "{} holds the secret",
+                path.display()
+            );
         }
     }
 }

@@ -15,16 +15,27 @@ use crate::state::AppState;
 /// Largest accepted variable value.
 const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-async fn set(state: &AppState, owner: VariableOwner, body: wire::SetVariable) -> ApiResult<(StatusCode, Json<wire::Variable>)> {
+async fn set(
+    state: &AppState,
+    owner: VariableOwner,
+    body: wire::SetVariable,
+) -> ApiResult<(StatusCode, Json<wire::Variable>)> {
     let name = EnvVarName::parse(&body.name)?;
     if body.value.len() > MAX_VALUE_BYTES {
-        return Err(AppError::Invalid(format!("the value of {name} is longer than {} KiB", MAX_VALUE_BYTES / 1024)));
+        return Err(AppError::Invalid(format!(
+            "the value of {name} is longer than {} KiB",
+            MAX_VALUE_BYTES / 1024
+        )));
     }
     if body.value.contains('\0') {
-        return Err(AppError::Invalid(format!("the value of {name} contains a NUL byte, which environment variables cannot hold")));
+        return Err(AppError::Invalid(format!(
+            "the value of {name} contains a NUL byte, which environment variables cannot hold"
+        )));
     }
     let value = if body.secret {
-        StoredValue::Encrypted(state.key.encrypt(body.value.as_bytes()).map_err(AppError::internal)?)
+        StoredValue::Encrypted(
+            state.key.encrypt(body.value.as_bytes()).map_err(AppError::internal)?,
+        )
     } else {
         StoredValue::Plain(body.value)
     };
@@ -47,7 +58,9 @@ async fn delete(state: &AppState, owner: VariableOwner, name: &str) -> ApiResult
     if state.store.delete_variable(owner, name).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
-        Err(AppError::NotFound(format!("no variable named {name:?} at this scope; list them with `berth env-var list`")))
+        Err(AppError::NotFound(format!(
+            "no variable named {name:?} at this scope; list them with `berth env-var list`"
+        )))
     }
 }
 
@@ -56,19 +69,40 @@ async fn project_owner(state: &AppState, project: &str) -> ApiResult<VariableOwn
     Ok(VariableOwner { project_id: project.id, environment_id: None, application_id: None })
 }
 
-async fn environment_owner(state: &AppState, project: &str, environment: &str) -> ApiResult<VariableOwner> {
+async fn environment_owner(
+    state: &AppState,
+    project: &str,
+    environment: &str,
+) -> ApiResult<VariableOwner> {
     let (project, environment) = lookup::environment(state, project, environment).await?;
-    Ok(VariableOwner { project_id: project.id, environment_id: Some(environment.id), application_id: None })
+    Ok(VariableOwner {
+        project_id: project.id,
+        environment_id: Some(environment.id),
+        application_id: None,
+    })
 }
 
-async fn application_owner(state: &AppState, project: &str, environment: &str, application: &str) -> ApiResult<VariableOwner> {
-    let (project, environment, application) = lookup::application(state, project, environment, application).await?;
-    Ok(VariableOwner { project_id: project.id, environment_id: Some(environment.id), application_id: Some(application.id) })
+async fn application_owner(
+    state: &AppState,
+    project: &str,
+    environment: &str,
+    application: &str,
+) -> ApiResult<VariableOwner> {
+    let (project, environment, application) =
+        lookup::application(state, project, environment, application).await?;
+    Ok(VariableOwner {
+        project_id: project.id,
+        environment_id: Some(environment.id),
+        application_id: Some(application.id),
+    })
 }
 
 #[utoipa::path(get, path = "/projects/{project}/variables", tag = "variables",
     params(("project" = String, Path)), responses((status = 200, body = Vec<wire::Variable>), (status = 404, body = wire::ErrorBody)))]
-pub(crate) async fn list_project_variables(State(state): State<AppState>, Path(project): Path<String>) -> ApiResult<Json<Vec<wire::Variable>>> {
+pub(crate) async fn list_project_variables(
+    State(state): State<AppState>,
+    Path(project): Path<String>,
+) -> ApiResult<Json<Vec<wire::Variable>>> {
     list(&state, project_owner(&state, &project).await?).await
 }
 
@@ -151,5 +185,6 @@ pub(crate) async fn delete_application_variable(
     State(state): State<AppState>,
     Path((project, environment, application, name)): Path<(String, String, String, String)>,
 ) -> ApiResult<StatusCode> {
-    delete(&state, application_owner(&state, &project, &environment, &application).await?, &name).await
+    delete(&state, application_owner(&state, &project, &environment, &application).await?, &name)
+        .await
 }

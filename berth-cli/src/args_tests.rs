@@ -1,0 +1,286 @@
+//! Tests of the command line: what parses, what is refused with which message, and that
+//! the definitions can be embedded in the `berth` binary's own parser.
+
+use clap::CommandFactory;
+use expect_test::{expect, Expect};
+
+use super::*;
+
+#[test]
+fn clap_definition_is_consistent() {
+    Cli::command().debug_assert();
+}
+
+fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    Cli::try_parse_from(std::iter::once("berth").chain(args.iter().copied()))
+}
+
+fn check_error(args: &[&str], expected: Expect) {
+    let error = parse(args).expect_err("should be refused");
+    let rendered = error.to_string();
+    let message: Vec<&str> = rendered
+        .lines()
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.trim().is_empty())
+        .collect();
+    expected.assert_eq(&message.join("\n"));
+}
+
+#[test]
+fn global_flags_are_accepted_after_the_subcommand() {
+    let cli = parse(&["project", "list", "--output", "json", "--url", "http://h:1"]).unwrap();
+    assert_eq!(cli.global.output, OutputFormat::Json);
+    assert_eq!(cli.global.url.as_deref(), Some("http://h:1"));
+    assert!(matches!(cli.command, Command::Project(ProjectCommand::List)));
+}
+
+#[test]
+fn application_create_from_git_with_every_option() {
+    let cli = parse(&[
+        "application",
+        "create",
+        "--project",
+        "shop",
+        "--environment",
+        "prod",
+        "web",
+        "--git",
+        "https://example.com/r.git",
+        "--branch",
+        "dev",
+        "--root-path",
+        "apps/web",
+        "--dockerfile",
+        "Dockerfile.prod",
+        "--build-arg",
+        "A=1",
+        "--build-arg",
+        "B=x=y",
+        "--port",
+        "3000",
+        "--private",
+        "--cpu",
+        "0.5",
+        "--memory",
+        "256",
+    ])
+    .unwrap();
+    let Command::Application(ApplicationCommand::Create(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!(args.source.build_args, [("A".into(), "1".into()), ("B".into(), "x=y".into())]);
+    assert_eq!(args.runtime.port, Some(3000));
+    assert_eq!(args.runtime.cpu, Some(0.5));
+    assert!(args.runtime.private);
+}
+
+#[test]
+fn bad_input_is_a_usage_error() {
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "web"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              <--git <URL>|--image <REF>>"#]],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "web", "--git", "u", "--image", "i"],
+        expect!["error: the argument '--git <URL>' cannot be used with '--image <REF>'"],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "web", "--image", "i", "--branch", "b"],
+        expect![[r#"
+            error: the argument '--image <REF>' cannot be used with:
+              --branch <BRANCH>
+              --root-path <DIR>
+              --dockerfile <PATH>
+              --build-arg <K=V>
+              --git-token-stdin
+              --ssh-key-file <FILE>"#]],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--port", "0"],
+        expect![[r#"
+            error: invalid value '0' for '--port <PORT>': 0 is not in 1..=65535
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu", "-1"],
+        expect![[r#"
+            error: invalid value '-1' for '--cpu <CORES>': expected a positive number of cores such as 0.5 or 2, got "-1"
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--cpu=0"],
+        expect![[r#"
+            error: invalid value '0' for '--cpu <CORES>': expected a positive number of cores such as 0.5 or 2, got "0"
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &["app", "create", "-p", "p", "-e", "e", "w", "--git", "u", "--build-arg", "noequals"],
+        expect![[r#"
+            error: invalid value 'noequals' for '--build-arg <K=V>': expected KEY=VALUE, got "noequals"
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &[
+            "app",
+            "create",
+            "-p",
+            "p",
+            "-e",
+            "e",
+            "w",
+            "--git",
+            "u",
+            "--git-token-stdin",
+            "--ssh-key-file",
+            "k",
+        ],
+        expect![
+            "error: the argument '--git-token-stdin' cannot be used with '--ssh-key-file <FILE>'"
+        ],
+    );
+    check_error(
+        &["app", "update", "-p", "p", "-e", "e", "w", "--port", "80", "--no-port"],
+        expect!["error: the argument '--port <PORT>' cannot be used with '--no-port'"],
+    );
+    check_error(
+        &["app", "update", "-p", "p", "-e", "e", "w", "--private", "--public"],
+        expect!["error: the argument '--private' cannot be used with '--public'"],
+    );
+    check_error(
+        &["env-var", "list", "-p", "p", "--application", "a"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              --environment <ENVIRONMENT>"#]],
+    );
+    check_error(
+        &["--output", "yaml", "project", "list"],
+        expect![[r#"
+            error: invalid value 'yaml' for '--output <OUTPUT>'
+              [possible values: table, json]
+            For more information, try '--help'."#]],
+    );
+}
+
+#[test]
+fn logs_default_to_the_last_hundred_lines() {
+    let cli = parse(&["logs", "-p", "p", "-e", "e", "-a", "web"]).unwrap();
+    let Command::Logs(args) = cli.command else { panic!("wrong command") };
+    assert_eq!(args.tail, 100);
+    assert!(!args.follow);
+}
+
+#[test]
+fn env_var_set_takes_a_single_assignment() {
+    let cli = parse(&["env-var", "set", "-p", "p", "-e", "e", "--secret", "TOKEN"]).unwrap();
+    let Command::EnvVar(EnvVarCommand::Set(args)) = cli.command else { panic!("wrong command") };
+    assert!(args.secret);
+    assert_eq!(args.assignment, "TOKEN");
+    assert_eq!(args.scope.environment.as_deref(), Some("e"));
+}
+
+/// The shape the `berth` binary uses: its own `server` and `proxy` next to these commands.
+#[derive(Debug, Parser)]
+#[command(name = "berth")]
+struct Binary {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: BinaryCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum BinaryCommand {
+    /// Run the server.
+    Server {
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Run the edge proxy.
+    Proxy,
+    // Boxed: `Command` is large next to `Proxy` (clippy's large_enum_variant).
+    #[command(flatten)]
+    Cli(Box<Command>),
+}
+
+#[test]
+fn commands_embed_in_the_binarys_parser() {
+    Binary::command().debug_assert();
+    let parsed = Binary::try_parse_from(["berth", "server", "--listen", "0.0.0.0:8080"]).unwrap();
+    assert!(matches!(parsed.command, BinaryCommand::Server { .. }));
+    let parsed =
+        Binary::try_parse_from(["berth", "status", "-p", "a", "-e", "b", "-o", "json"]).unwrap();
+    assert!(
+        matches!(parsed.command, BinaryCommand::Cli(command) if matches!(*command, Command::Status(_)))
+    );
+    assert_eq!(parsed.global.output, OutputFormat::Json);
+    assert!(matches!(
+        Binary::try_parse_from(["berth", "proxy"]).unwrap().command,
+        BinaryCommand::Proxy
+    ));
+}
+
+#[test]
+fn top_level_help() {
+    let help = Cli::command().render_help().to_string();
+    expect![[r#"
+        Berth's command-line client: talks to a Berth server's REST API
+
+        Usage: berth [OPTIONS] <COMMAND>
+
+        Commands:
+          login        Check a token against a server and save both in the config file
+          project      Create, list and delete projects
+          environment  Create, list and delete environments of a project [alias: env]
+          application  Create, change, inspect and delete applications [alias: app]
+          env-var      Set, list, import and delete environment variables and secrets
+          deploy       Deploy an environment (or one of its applications)
+          deployment   List and inspect deployments and read their logs
+          status       Show the applications of an environment: status, URL, commit, restarts
+          logs         Show (or follow) the runtime logs of an application
+          help         Print this message or the help of the given subcommand(s)
+
+        Options:
+              --url <URL>        URL of the Berth server [default: the URL saved by `berth login`, else http://127.0.0.1:8080] [env: BERTH_URL]
+              --token <TOKEN>    API token [default: the token saved by `berth login`, else the admin token of the local server's data directory] [env: BERTH_TOKEN]
+          -o, --output <OUTPUT>  Output format: aligned tables for people, or the API's JSON for scripts [default: table] [possible values: table, json]
+          -h, --help             Print help
+          -V, --version          Print version
+    "#]].assert_eq(&help);
+}
+
+#[test]
+fn application_create_help() {
+    let mut command = Cli::command();
+    let help = command
+        .find_subcommand_mut("application")
+        .and_then(|c| c.find_subcommand_mut("create"))
+        .map(|c| c.render_help().to_string())
+        .unwrap();
+    expect![[r#"
+        Create an application from a Git repository (`--git`) or an image (`--image`)
+
+        Usage: create [OPTIONS] --project <PROJECT> --environment <ENVIRONMENT> <--git <URL>|--image <REF>> <NAME>
+
+        Arguments:
+          <NAME>  Application name
+
+        Options:
+          -p, --project <PROJECT>          Project name
+          -e, --environment <ENVIRONMENT>  Environment name
+              --git <URL>                  Git repository URL (https://, ssh://, user@host:path)
+              --image <REF>                Container image reference to run instead of building
+              --branch <BRANCH>            Git branch to build [default: the environment's branch]
+              --root-path <DIR>            Directory of the build context inside the repository [default: .]
+              --dockerfile <PATH>          Dockerfile path relative to the root path [default: Dockerfile]
+              --build-arg <K=V>            Docker build argument (repeatable; on `update`, replaces all build arguments)
+              --git-token-stdin            Read an HTTPS access token for a private repository from standard input
+              --ssh-key-file <FILE>        OpenSSH private key (deploy key) for a private repository reached over SSH
+              --port <PORT>                Port the application listens on (omit for a worker without a route)
+              --private                    Give the application no public URL
+              --cpu <CORES>                CPU limit in cores, e.g. 0.5
+              --memory <MB>                Memory limit in MiB
+          -h, --help                       Print help
+    "#]].assert_eq(&help);
+}
