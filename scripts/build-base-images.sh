@@ -519,8 +519,9 @@ build_postgres_image() {
   # /usr/lib/postgresql/15/lib holds what the server dlopen()s (plpgsql, encodings,
   # extensions); llvmjit would pull in 100 MB of LLVM: without it the server just does
   # not JIT. Time zones: the server uses the system's /usr/share/zoneinfo.
+  # `locale` because initdb runs `locale -a` to fill pg_collation.
   copy_from_rootfs "$DB_ROOTFS" "$root" \
-    /usr/lib/postgresql/15/bin /usr/share/postgresql/15 /usr/share/zoneinfo
+    /usr/lib/postgresql/15/bin /usr/share/postgresql/15 /usr/share/zoneinfo /usr/bin/locale
   mkdir -p "$root/usr/lib/postgresql/15/lib"
   local file
   local -a modules=()
@@ -572,8 +573,10 @@ mariadb_env() {
 
 # Quoting for values placed in SQL text: inside '...' and inside `...`.
 sql_string() { printf '%s' "$1" | sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g"; }
+# shellcheck disable=SC2016 # a literal backtick, doubled
 sql_ident() { printf '%s' "$1" | sed -e 's/`/``/g'; }
 
+# printf, not echo, for SQL lines: some shells' echo would interpret the backslashes.
 # SQL on stdin, through the temporary server's socket (MYSQL_PWD holds the root password
 # once it is set: it stays in this process tree, never on a command line).
 process_sql() {
@@ -648,24 +651,24 @@ EOM
   root_pw_sql=$(sql_string "$root_password")
   root_host_sql=$(sql_string "$root_host")
   {
-    echo "SET @@SESSION.SQL_LOG_BIN=0;"
-    echo "SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');"
-    echo "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
-    echo "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\'', @@hostname,'\'');"
-    echo "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root_pw_sql');"
+    printf '%s\n' "SET @@SESSION.SQL_LOG_BIN=0;"
+    printf '%s\n' "SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');"
+    printf '%s\n' "DROP USER IF EXISTS root@'127.0.0.1', root@'::1';"
+    printf '%s\n' "EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\'', @@hostname,'\'');"
+    printf '%s\n' "SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root_pw_sql');"
     if [ "$root_host" != localhost ]; then
-      echo "CREATE USER 'root'@'$root_host_sql' IDENTIFIED BY '$root_pw_sql';"
-      echo "GRANT ALL ON *.* TO 'root'@'$root_host_sql' WITH GRANT OPTION;"
-      echo "GRANT PROXY ON ''@'%' TO 'root'@'$root_host_sql' WITH GRANT OPTION;"
+      printf '%s\n' "CREATE USER 'root'@'$root_host_sql' IDENTIFIED BY '$root_pw_sql';"
+      printf '%s\n' "GRANT ALL ON *.* TO 'root'@'$root_host_sql' WITH GRANT OPTION;"
+      printf '%s\n' "GRANT PROXY ON ''@'%' TO 'root'@'$root_host_sql' WITH GRANT OPTION;"
     fi
-    echo "SET @@SESSION.SQL_LOG_BIN=1;"
+    printf '%s\n' "SET @@SESSION.SQL_LOG_BIN=1;"
     if [ -n "$database" ]; then
-      echo "CREATE DATABASE IF NOT EXISTS \`$(sql_ident "$database")\`;"
+      printf '%s\n' "CREATE DATABASE IF NOT EXISTS \`$(sql_ident "$database")\`;"
     fi
     if [ -n "$user" ]; then
-      echo "CREATE USER '$(sql_string "$user")'@'%' IDENTIFIED BY '$(sql_string "$password")';"
+      printf '%s\n' "CREATE USER '$(sql_string "$user")'@'%' IDENTIFIED BY '$(sql_string "$password")';"
       if [ -n "$database" ]; then
-        echo "GRANT ALL ON \`$(sql_ident "$database")\`.* TO '$(sql_string "$user")'@'%';"
+        printf '%s\n' "GRANT ALL ON \`$(sql_ident "$database")\`.* TO '$(sql_string "$user")'@'%';"
       fi
     fi
   } | process_sql --database=mysql

@@ -102,7 +102,10 @@ impl Runtime for DockerEngine {
     async fn start_container(&self, spec: &ContainerSpec) -> Result<ContainerState, RuntimeError> {
         let operation = format!("starting container {}", spec.name);
         check_object_name(&operation, &spec.name)?;
-        self.force_remove(&spec.name).await?;
+        // Replace a previous container of ours, never someone else's of the same name.
+        if self.present_and_owned(ObjectKind::Container, &spec.name, &operation).await? {
+            self.force_remove(&spec.name).await?;
+        }
 
         let exposed = spec.port.map(|port| format!("{port}/tcp"));
         let port_bindings = exposed.as_ref().map(|port| {
@@ -260,6 +263,9 @@ impl Runtime for DockerEngine {
     ) -> Result<(), RuntimeError> {
         let operation = format!("stopping container {name_or_id}");
         check_object_name(&operation, name_or_id)?;
+        if !self.present_and_owned(ObjectKind::Container, name_or_id, &operation).await? {
+            return Ok(());
+        }
         // Docker takes whole seconds; round up so the application gets at least `grace`.
         let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
         let docker = self.docker.clone().with_timeout(grace + STOP_REQUEST_MARGIN);
@@ -367,16 +373,8 @@ impl Runtime for DockerEngine {
         let operation = format!("removing {} {id}", kind.as_str());
         check_object_name(&operation, id)?;
         // Only what carries Berth's label is ever removed, whatever the caller passes.
-        let Some(labels) = self.object_labels(kind, id).await? else {
+        if !self.present_and_owned(kind, id, &operation).await? {
             return Ok(());
-        };
-        if !is_managed(&labels) {
-            return Err(RuntimeError::Engine {
-                operation,
-                message: format!(
-                    "refused: it does not carry the label {MANAGED_BY}={MANAGED_BY_VALUE}, so Berth did not create it"
-                ),
-            });
         }
         let result = match kind {
             ObjectKind::Container => return self.force_remove(id).await,
@@ -393,13 +391,22 @@ impl Runtime for DockerEngine {
         match result {
             Ok(()) => Ok(()),
             Err(error) if is_not_found(&error) => Ok(()),
-            Err(error) if is_conflict(&error) || in_use(&error) => Err(RuntimeError::Engine {
-                operation,
-                message: format!(
-                    "it is still in use ({}); remove the containers that use it first",
-                    engine_message(&error)
-                ),
-            }),
+            Err(error) if is_conflict(&error) || in_use(&error) => {
+                let users = match kind {
+                    ObjectKind::Network => "the containers attached to it",
+                    ObjectKind::Volume => "the containers that mount it",
+                    ObjectKind::Image | ObjectKind::Container => {
+                        "the containers run from it (or images built on it)"
+                    }
+                };
+                Err(RuntimeError::Engine {
+                    operation,
+                    message: format!(
+                        "it is still in use ({}); remove {users} first",
+                        engine_message(&error)
+                    ),
+                })
+            }
             Err(error) => Err(runtime_error(operation, &error)),
         }
     }
@@ -425,6 +432,29 @@ impl DockerEngine {
                 Ok(())
             }
             Err(error) => Err(runtime_error(format!("removing container {name_or_id}"), &error)),
+        }
+    }
+
+    /// `false` when the object does not exist, `true` when it carries Berth's label, and
+    /// an error (refusing `operation`) when it exists without it.
+    async fn present_and_owned(
+        &self,
+        kind: ObjectKind,
+        id: &str,
+        operation: &str,
+    ) -> Result<bool, RuntimeError> {
+        match self.object_labels(kind, id).await? {
+            None => Ok(false),
+            Some(labels) if is_managed(&labels) => Ok(true),
+            Some(_) => Err(RuntimeError::Engine {
+                operation: operation.to_owned(),
+                message: format!(
+                    "refused: a {} named {id} exists without the label \
+                     {MANAGED_BY}={MANAGED_BY_VALUE}, so Berth did not create it; rename or \
+                     remove it yourself",
+                    kind.as_str()
+                ),
+            }),
         }
     }
 

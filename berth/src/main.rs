@@ -25,7 +25,7 @@ enum TopCommand {
     /// Run the edge proxy (normally started by `berth server`).
     Proxy(berth_server::ProxyArgs),
     #[command(flatten)]
-    Cli(berth_cli::Command),
+    Cli(Box<berth_cli::Command>),
 }
 
 fn init_logging() {
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         };
     let served = match berth.command {
         TopCommand::Cli(command) => {
-            return runtime.block_on(berth_cli::run_command(berth.global, command))
+            return runtime.block_on(berth_cli::run_command(berth.global, *command))
         }
         TopCommand::Server(args) => {
             init_logging();

@@ -5,5 +5,6 @@
 
 pub mod git_http;
 pub mod git_ssh;
+pub mod harness;
 pub mod registry;
 pub mod repo;

@@ -66,7 +66,10 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
             let scope = scope_of(&args.scope);
             let deleted = context.client.delete(&scope.variable(&args.key)?).await?;
             if context.console.is_json() {
-                context.console.print_json(&deleted)?;
+                // 204 No Content: nothing to print.
+                if !deleted.is_null() {
+                    context.console.print_json(&deleted)?;
+                }
             } else {
                 context.console.println(&format!(
                     "deleted {} from {}",
@@ -198,7 +201,7 @@ mod tests {
                     ]),
                 )],
             ),
-            (delete.as_str(), vec![Reply::json(200, "{}")]),
+            (delete.as_str(), vec![Reply::text(204, "text/plain", "")]),
             ("GET /api/v1/projects/shop/variables", vec![Reply::json(200, "[]")]),
         ])
         .await

@@ -21,12 +21,13 @@ pub(crate) async fn run(context: &mut Context<'_>, args: LogsArgs) -> Result<(),
         return print_lines(context, &lines);
     }
     let mut stream = context.client.events(&path).await?;
-    // Application streams have no `end` event: they last until the client disconnects.
+    // Application streams have no `end` event: the server closes them when the container
+    // stops (or is replaced by a new deployment) or when it shuts down.
     print_stream(context, &mut stream).await?;
-    Err(CliError::failed(
-        "the server closed the log stream",
-        Some("run the command again to keep following".into()),
-    ))
+    context.console.eprintln(
+        "the log stream ended: the container stopped or was replaced, or the server closed it",
+    )?;
+    Ok(())
 }
 
 /// `2024-05-01 10:00:00 [build web] Step 1/4 : FROM busybox`.
@@ -117,9 +118,7 @@ mod tests {
         expect![[r#"
             2024-05-01 10:00:02 [web] GET /health
             --- stderr
-            error: the server closed the log stream
-            hint: run the command again to keep following
-            --- failed
+            the log stream ended: the container stopped or was replaced, or the server closed it
         "#]]
         .assert_eq(&outcome.transcript());
 

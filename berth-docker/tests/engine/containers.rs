@@ -263,9 +263,12 @@ async fn a_container_killed_otherwise_is_not_reported_oom_killed() {
     // Exit code 137 without an OOM event: the engine's event log is asked (and waited on
     // for a late event) before answering.
     let started = Instant::now();
-    let state = fixture.engine.inspect_container(&container).await.unwrap().unwrap();
+    let state = wait_for("the container to stop", Duration::from_secs(30), || async {
+        let state = fixture.engine.inspect_container(&container).await.unwrap().unwrap();
+        (!state.running).then_some(state)
+    })
+    .await;
     eprintln!("timing: inspect of a SIGKILLed container {:?}", started.elapsed());
-    assert!(!state.running);
     assert_eq!(state.exit_code, Some(137), "{state:?}");
     assert!(!state.oom_killed, "{state:?}");
 }
@@ -326,6 +329,13 @@ async fn listing_and_removal_touch_only_labelled_objects() {
     // Removal refuses what Berth does not own, and says what blocks an object in use.
     let refused = fixture.engine.remove_object(ObjectKind::Container, &decoy).await.unwrap_err();
     assert!(refused.to_string().contains("refused"), "{refused}");
+    let refused =
+        fixture.engine.remove_container(&decoy, Duration::from_secs(1)).await.unwrap_err();
+    assert!(refused.to_string().contains("refused"), "{refused}");
+    let refused =
+        fixture.engine.start_container(&spec(&decoy, &image, &network)).await.unwrap_err();
+    assert!(refused.to_string().contains("refused"), "{refused}");
+    eprintln!("decoy: {refused}");
     let in_use = fixture.engine.remove_object(ObjectKind::Image, &image).await.unwrap_err();
     assert!(in_use.to_string().contains("in use"), "{in_use}");
     eprintln!("image in use: {in_use}");

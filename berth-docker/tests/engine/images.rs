@@ -49,7 +49,8 @@ async fn a_dockerfile_builds_into_a_labelled_image_and_rebuilds_from_cache() {
     let repository = checkout(&[
         ("app/Dockerfile", &dockerfile),
         ("app/.dockerignore", "*.secret\ntarget\n"),
-        ("app/index.html", "hello\n"),
+        // Unique content: the first build really builds (no cache from earlier runs).
+        ("app/index.html", &format!("hello from {name}\n")),
         ("app/key.secret", "do not send\n"),
         ("app/target/big", "build output\n"),
     ]);
