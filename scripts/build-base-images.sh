@@ -18,11 +18,13 @@
 #! into every image built from it and every container run from it, and that label is how
 #! Berth recognises what it owns (and may delete).
 #!
-#! Usage: scripts/build-base-images.sh [--with-databases] [--force]
+#! Usage: scripts/build-base-images.sh [--with-databases] [--force]   (--help for more)
+#! Environment: BERTH_DOCKER (docker client, default /usr/bin/docker), BERTH_BASE_ROOTFS
+#! (an existing database root filesystem to reuse instead of running mmdebstrap).
 set -euo pipefail
 
-# The docker.io client lives in /usr/bin; /usr/local/bin/docker (when present) is a newer
-# client that cannot talk to the 20.10 engine's BuildKit. BERTH_DOCKER overrides it.
+# The docker.io client lives in /usr/bin and matches the 20.10 engine; a newer client in
+# /usr/local/bin (when present) has no buildx, so its builds fail. BERTH_DOCKER overrides.
 DOCKER=${BERTH_DOCKER:-/usr/bin/docker}
 RECIPE_LABEL=berth.base-recipe
 # Bump to force every image to rebuild when something outside the recipe functions
@@ -49,6 +51,11 @@ Builds Berth's offline base images from Debian packages (no registry needed):
   --force           rebuild even when an image with the same recipe exists
   -h, --help        this text
 
+Environment:
+  BERTH_DOCKER       docker client to use (default /usr/bin/docker)
+  BERTH_BASE_ROOTFS  reuse this root filesystem (made by an earlier mmdebstrap run with
+                     the database packages) instead of running mmdebstrap
+
 Prints one line per image: name, size, and whether it was built or already present.
 EOF
 }
@@ -73,7 +80,9 @@ exec 9>"$LOCK_FILE"
 flock 9
 
 WORK_DIR=$(mktemp -d "${TMPDIR:-/tmp}/berth-base-images.XXXXXX")
-cleanup() { rm -rf -- "$WORK_DIR"; }
+# --one-file-system: should mmdebstrap be interrupted with /proc, /sys or /dev still
+# mounted in its chroot, never descend into them.
+cleanup() { rm -rf --one-file-system -- "$WORK_DIR"; }
 trap cleanup EXIT
 
 # ---------------------------------------------------------------------------------------
@@ -807,12 +816,15 @@ image_redis() {
 }
 
 # The recipe hash of a database image: its own functions, the shared database helpers,
-# the busybox tree and the busybox binary. Package versions are whatever bookworm has
-# when the image is built; --force picks up newer ones.
+# the busybox tree, the busybox binary and the service uid. Package versions are
+# whatever bookworm has when the image is built; --force picks up newer ones.
 database_recipe_hash() {
-  recipe_hash "$@" database_rootfs copy_file_from_rootfs copy_from_rootfs \
-    populate_database_tree write_entrypoint_common install_entrypoint \
-    add_dockerfile_instructions populate_busybox_tree import_tree -- "$BUSYBOX_BIN"
+  {
+    recipe_hash "$@" database_rootfs copy_file_from_rootfs copy_from_rootfs \
+      populate_database_tree write_entrypoint_common install_entrypoint \
+      add_dockerfile_instructions populate_busybox_tree import_tree -- "$BUSYBOX_BIN"
+    printf 'service-uid %s\n' "$SERVICE_UID"
+  } | sha256sum | cut -d' ' -f1
 }
 
 # ---------------------------------------------------------------------------------------

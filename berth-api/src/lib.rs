@@ -89,6 +89,32 @@ pub struct GitSourceInput {
     pub build_args: BTreeMap<String, String>,
 }
 
+/// A health check as given and as shown. Absent fields take their defaults.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct HealthCheckSettings {
+    /// `tcp` (default: the port accepts connections) or `http`.
+    #[serde(default)]
+    pub kind: Option<String>,
+    /// HTTP path, e.g. `/healthz` (http only).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Accepted HTTP statuses, e.g. `200-399` (http only; default 200-399).
+    #[serde(default)]
+    pub expected_status: Option<String>,
+    /// Seconds to wait after start before the first check (default 0).
+    #[serde(default)]
+    pub start_delay_secs: Option<f64>,
+    /// Seconds between checks (default 2).
+    #[serde(default)]
+    pub interval_secs: Option<f64>,
+    /// Seconds one check may take (default 2).
+    #[serde(default)]
+    pub timeout_secs: Option<f64>,
+    /// Consecutive failures that take an instance out of rotation (default 3).
+    #[serde(default)]
+    pub failure_threshold: Option<u32>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct CreateApplication {
     pub name: String,
@@ -115,6 +141,17 @@ pub struct CreateApplication {
     /// SSH deploy key (OpenSSH private key; write-only, stored encrypted).
     #[serde(default)]
     pub ssh_private_key: Option<String>,
+    /// Number of instances (default 1, at most 20).
+    #[serde(default)]
+    pub instances: Option<u32>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSettings>,
+    /// Command run once in a one-off container of the new image before traffic switches.
+    #[serde(default)]
+    pub release_command: Option<String>,
+    /// Seconds old instances keep serving in-flight requests after a switch (default 5).
+    #[serde(default)]
+    pub drain_secs: Option<f64>,
 }
 
 /// A partial update: absent fields are left unchanged.
@@ -142,6 +179,20 @@ pub struct UpdateApplication {
     /// Forget the stored Git credential.
     #[serde(default)]
     pub clear_credentials: bool,
+    /// Number of instances (default 1, at most 20).
+    #[serde(default)]
+    pub instances: Option<u32>,
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSettings>,
+    /// Command run once in a one-off container of the new image before traffic switches.
+    #[serde(default)]
+    pub release_command: Option<String>,
+    /// Seconds old instances keep serving in-flight requests after a switch (default 5).
+    #[serde(default)]
+    pub drain_secs: Option<f64>,
+    /// Remove the release command.
+    #[serde(default)]
+    pub clear_release_command: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -170,6 +221,10 @@ pub struct Application {
     pub private: bool,
     pub cpu: Option<f64>,
     pub memory_mb: Option<u32>,
+    pub instances: u32,
+    pub health_check: HealthCheckSettings,
+    pub release_command: Option<String>,
+    pub drain_secs: f64,
     /// Public URL through the edge proxy (absent for private applications and workers).
     pub url: Option<String>,
     /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.

@@ -235,6 +235,57 @@ pub struct RuntimeArgs {
     /// Memory limit in MiB.
     #[arg(long, value_name = "MB", value_parser = clap::value_parser!(u32).range(1..))]
     pub memory: Option<u32>,
+    /// Number of instances the proxy balances across (1 to 20).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=20))]
+    pub instances: Option<u32>,
+    /// Health check kind: `tcp` (the port accepts connections; the default) or `http`.
+    #[arg(long, value_name = "KIND", value_parser = ["tcp", "http"])]
+    pub health_check: Option<String>,
+    /// HTTP health check path, e.g. /healthz (implies --health-check http).
+    #[arg(long, value_name = "PATH")]
+    pub health_path: Option<String>,
+    /// Accepted HTTP statuses of the health check, e.g. 200-399.
+    #[arg(long, value_name = "RANGE")]
+    pub health_status: Option<String>,
+    /// Seconds to wait after start before the first health check.
+    #[arg(long, value_name = "SECS")]
+    pub health_start_delay: Option<f64>,
+    /// Seconds between health checks.
+    #[arg(long, value_name = "SECS")]
+    pub health_interval: Option<f64>,
+    /// Seconds one health check may take.
+    #[arg(long, value_name = "SECS")]
+    pub health_timeout: Option<f64>,
+    /// Consecutive failed checks that take an instance out of rotation.
+    #[arg(long, value_name = "N")]
+    pub health_threshold: Option<u32>,
+    /// Command run once in a one-off container of the new image before traffic switches
+    /// (e.g. database migrations); its failure fails the deployment.
+    #[arg(long, value_name = "COMMAND")]
+    pub release_command: Option<String>,
+    /// Seconds old instances keep finishing in-flight requests after traffic moves.
+    #[arg(long, value_name = "SECS")]
+    pub drain: Option<f64>,
+}
+
+impl RuntimeArgs {
+    /// The health-check settings given on the command line, if any.
+    pub(crate) fn health_check_settings(&self) -> Option<berth_api::HealthCheckSettings> {
+        let kind = self
+            .health_check
+            .clone()
+            .or_else(|| self.health_path.as_ref().map(|_| "http".to_owned()));
+        let settings = berth_api::HealthCheckSettings {
+            kind,
+            path: self.health_path.clone(),
+            expected_status: self.health_status.clone(),
+            start_delay_secs: self.health_start_delay,
+            interval_secs: self.health_interval,
+            timeout_secs: self.health_timeout,
+            failure_threshold: self.health_threshold,
+        };
+        (settings != berth_api::HealthCheckSettings::default()).then_some(settings)
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -287,6 +338,9 @@ pub struct UpdateApplicationArgs {
     /// Forget the stored Git token or SSH key.
     #[arg(long, conflicts_with_all = ["git_token_stdin", "ssh_key_file"])]
     pub clear_credentials: bool,
+    /// Remove the release command.
+    #[arg(long, conflicts_with = "release_command")]
+    pub no_release_command: bool,
 }
 
 /// Where a variable lives: the project, one of its environments, or one application.

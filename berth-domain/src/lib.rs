@@ -4,6 +4,7 @@
 //! knowledge of HTTP, SQL, Docker, Kubernetes or Git.
 
 pub mod deployment;
+pub mod health;
 pub mod ids;
 pub mod labels;
 pub mod names;

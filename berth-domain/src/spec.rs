@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::health::HealthCheck;
 use crate::names::{BranchName, NameError};
 use crate::source::{ImageReference, RepositoryPath, RepositoryUrl};
 
@@ -111,6 +112,56 @@ pub struct ApplicationSpec {
     pub visibility: Visibility,
     pub cpu: Option<MilliCpu>,
     pub memory: Option<MemoryMib>,
+    /// How many containers serve the application; the proxy balances across the healthy ones.
+    #[serde(default = "one_instance")]
+    pub instances: u16,
+    /// Defaults to a TCP check of the port.
+    #[serde(default)]
+    pub health_check: HealthCheck,
+    /// Run once in a one-off container of the new image before traffic switches (e.g.
+    /// database migrations); run by the image's `sh -c`.
+    #[serde(default)]
+    pub release_command: Option<String>,
+    /// How long old instances keep finishing in-flight requests after traffic moved away.
+    #[serde(default = "default_drain_ms")]
+    pub drain_ms: u64,
+}
+
+fn one_instance() -> u16 {
+    1
+}
+
+fn default_drain_ms() -> u64 {
+    DEFAULT_DRAIN_MS
+}
+
+/// Default drain time of old instances.
+pub const DEFAULT_DRAIN_MS: u64 = 5_000;
+/// Most instances of one application.
+pub const MAX_INSTANCES: u16 = 20;
+
+/// Validates an instance count.
+pub fn validate_instances(instances: u32) -> Result<u16, NameError> {
+    u16::try_from(instances).ok().filter(|n| (1..=MAX_INSTANCES).contains(n)).ok_or_else(|| {
+        NameError::new_pub(
+            "instance count",
+            &instances.to_string(),
+            "give between 1 and 20 instances",
+        )
+    })
+}
+
+/// Validates a release command (length and characters only: it runs in the user's own
+/// container).
+pub fn validate_release_command(command: &str) -> Result<(), NameError> {
+    if command.trim().is_empty() || command.len() > 4096 || command.contains('\0') {
+        return Err(NameError::new_pub(
+            "release command",
+            command,
+            "give a non-empty command of at most 4096 characters, e.g. \"./migrate up\"",
+        ));
+    }
+    Ok(())
 }
 
 impl ApplicationSpec {

@@ -70,14 +70,25 @@ impl CliOutput {
     /// Panics with the whole output unless the command succeeded; returns `self`.
     #[track_caller]
     pub fn expect_success(self) -> CliOutput {
-        assert!(self.success(), "`berth {}` failed ({}):\n{}", self.args.join(" "), self.status, self);
+        assert!(
+            self.success(),
+            "`berth {}` failed ({}):\n{}",
+            self.args.join(" "),
+            self.status,
+            self
+        );
         self
     }
 
     /// Panics with the whole output if the command succeeded; returns `self`.
     #[track_caller]
     pub fn expect_failure(self) -> CliOutput {
-        assert!(!self.success(), "`berth {}` succeeded but should fail:\n{}", self.args.join(" "), self);
+        assert!(
+            !self.success(),
+            "`berth {}` succeeded but should fail:\n{}",
+            self.args.join(" "),
+            self
+        );
         self
     }
 
@@ -505,7 +516,11 @@ impl Drop for TestServer {
         self.remove_docker_objects(&project_ids);
         if std::thread::panicking() {
             // Keep the evidence of a failed test in its output.
-            eprintln!("--- server log ({}) ---\n{}", self.server_log_path().display(), self.server_log());
+            eprintln!(
+                "--- server log ({}) ---\n{}",
+                self.server_log_path().display(),
+                self.server_log()
+            );
         }
     }
 }
@@ -622,8 +637,9 @@ pub fn labelled_objects(label_filter: &str) -> Vec<String> {
 /// standard output.
 #[track_caller]
 pub fn docker(args: &[&str]) -> String {
-    let output = docker_output(args)
-        .unwrap_or_else(|error| panic!("cannot run {DOCKER_CLI}: {error}; run scripts/setup-host.sh"));
+    let output = docker_output(args).unwrap_or_else(|error| {
+        panic!("cannot run {DOCKER_CLI}: {error}; run scripts/setup-host.sh")
+    });
     assert!(
         output.status.success(),
         "{DOCKER_CLI} {} failed ({}): {}{}",
@@ -744,9 +760,7 @@ fn free_loopback_address() -> SocketAddr {
         .expect("a free port on 127.0.0.1")
 }
 
-fn read_in_background(
-    pipe: Option<impl Read + Send + 'static>,
-) -> std::thread::JoinHandle<String> {
+fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
     std::thread::spawn(move || {
         let mut bytes = Vec::new();
         if let Some(mut pipe) = pipe {
@@ -839,10 +853,8 @@ fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
 fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
     let mut body = Vec::new();
     loop {
-        let line_end = data
-            .windows(2)
-            .position(|window| window == b"\r\n")
-            .ok_or("truncated chunked body")?;
+        let line_end =
+            data.windows(2).position(|window| window == b"\r\n").ok_or("truncated chunked body")?;
         let size_text = String::from_utf8_lossy(&data[..line_end]);
         let size_text = size_text.split(';').next().unwrap_or("").trim();
         let size = usize::from_str_radix(size_text, 16)

@@ -179,6 +179,10 @@ pub(crate) fn create_request(
         memory_mb: args.runtime.memory,
         git_token: credentials.git_token,
         ssh_private_key: credentials.ssh_private_key,
+        instances: args.runtime.instances,
+        health_check: args.runtime.health_check_settings(),
+        release_command: args.runtime.release_command.clone(),
+        drain_secs: args.runtime.drain,
     }
 }
 
@@ -241,6 +245,11 @@ pub(crate) fn update_request(
         git_token: credentials.git_token,
         ssh_private_key: credentials.ssh_private_key,
         clear_credentials: args.clear_credentials,
+        instances: args.runtime.instances,
+        health_check: args.runtime.health_check_settings(),
+        release_command: args.runtime.release_command.clone(),
+        drain_secs: args.runtime.drain,
+        clear_release_command: args.no_release_command,
     };
     let nothing = update.git.is_none()
         && update.image.is_none()
@@ -251,7 +260,12 @@ pub(crate) fn update_request(
         && update.memory_mb.is_none()
         && update.git_token.is_none()
         && update.ssh_private_key.is_none()
-        && !update.clear_credentials;
+        && !update.clear_credentials
+        && update.instances.is_none()
+        && update.health_check.is_none()
+        && update.release_command.is_none()
+        && update.drain_secs.is_none()
+        && !update.clear_release_command;
     if nothing {
         return Err(CliError::failed(
             "nothing to change",

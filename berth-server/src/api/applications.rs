@@ -7,10 +7,12 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_api as wire;
+use berth_domain::health::{parse_status_range, HealthCheck, HealthProbe};
 use berth_domain::source::{ImageReference, RepositoryPath, RepositoryTransport, RepositoryUrl};
 use berth_domain::spec::{
-    validate_build_arg_key, validate_port, ApplicationSource, ApplicationSpec, GitCredentialKind,
-    GitSource, MemoryMib, MilliCpu, Visibility,
+    validate_build_arg_key, validate_instances, validate_port, validate_release_command,
+    ApplicationSource, ApplicationSpec, GitCredentialKind, GitSource, MemoryMib, MilliCpu,
+    Visibility, DEFAULT_DRAIN_MS,
 };
 use berth_domain::{BranchName, ResourceName};
 use berth_store::{ApplicationRecord, EnvironmentRecord, ProjectRecord};
@@ -103,6 +105,91 @@ fn credential(
     Ok(Some((kind, sealed)))
 }
 
+fn seconds_to_ms(what: &str, seconds: f64) -> ApiResult<u64> {
+    if !seconds.is_finite() || !(0.0..=86_400.0).contains(&seconds) {
+        return Err(AppError::Invalid(format!(
+            "{what} must be a number of seconds between 0 and 86400"
+        )));
+    }
+    Ok((seconds * 1000.0).round() as u64)
+}
+
+/// Applies the given health-check settings on top of `base` and validates the result.
+fn health_check(base: &HealthCheck, input: &wire::HealthCheckSettings) -> ApiResult<HealthCheck> {
+    let mut check = base.clone();
+    let kind = input.kind.as_deref().unwrap_or(match check.probe {
+        HealthProbe::Tcp => "tcp",
+        HealthProbe::Http { .. } => "http",
+    });
+    check.probe = match kind {
+        "tcp" => HealthProbe::Tcp,
+        "http" => {
+            let (old_path, old_range) = match &check.probe {
+                HealthProbe::Http { path, expected_status_min, expected_status_max } => {
+                    (path.clone(), (*expected_status_min, *expected_status_max))
+                }
+                HealthProbe::Tcp => ("/".to_owned(), (200, 399)),
+            };
+            let (expected_status_min, expected_status_max) = match input.expected_status.as_deref()
+            {
+                Some(range) => parse_status_range(range)?,
+                None => old_range,
+            };
+            HealthProbe::Http {
+                path: input.path.clone().unwrap_or(old_path),
+                expected_status_min,
+                expected_status_max,
+            }
+        }
+        other => {
+            return Err(AppError::Invalid(format!(
+                "unknown health check kind {other:?}: use tcp or http"
+            )))
+        }
+    };
+    if let Some(seconds) = input.start_delay_secs {
+        check.start_delay_ms = seconds_to_ms("the health check start delay", seconds)?;
+    }
+    if let Some(seconds) = input.interval_secs {
+        check.interval_ms = seconds_to_ms("the health check interval", seconds)?;
+    }
+    if let Some(seconds) = input.timeout_secs {
+        check.timeout_ms = seconds_to_ms("the health check timeout", seconds)?;
+    }
+    if let Some(threshold) = input.failure_threshold {
+        check.failure_threshold = threshold;
+    }
+    check.validate()?;
+    Ok(check)
+}
+
+/// Instances, health check, release command and drain from a create or update request.
+fn rollout_settings(
+    spec: &mut ApplicationSpec,
+    instances: Option<u32>,
+    check: Option<&wire::HealthCheckSettings>,
+    release_command: Option<&str>,
+    drain_secs: Option<f64>,
+) -> ApiResult<()> {
+    if let Some(instances) = instances {
+        spec.instances = validate_instances(instances)?;
+    }
+    if let Some(check) = check {
+        spec.health_check = health_check(&spec.health_check, check)?;
+    }
+    if let Some(command) = release_command {
+        validate_release_command(command)?;
+        spec.release_command = Some(command.to_owned());
+    }
+    if let Some(seconds) = drain_secs {
+        if seconds > 600.0 {
+            return Err(AppError::Invalid("the drain time must be at most 600 seconds".into()));
+        }
+        spec.drain_ms = seconds_to_ms("the drain time", seconds)?;
+    }
+    Ok(())
+}
+
 fn limits(
     cpu: Option<f64>,
     memory_mb: Option<u32>,
@@ -169,13 +256,24 @@ pub(crate) async fn create_application(
         };
     let port = body.port.map(validate_port).transpose()?;
     let (cpu, memory) = limits(body.cpu, body.memory_mb)?;
-    let spec = ApplicationSpec {
+    let mut spec = ApplicationSpec {
         source,
         port,
         visibility: if body.private { Visibility::Private } else { Visibility::Public },
         cpu,
         memory,
+        instances: 1,
+        health_check: HealthCheck::default(),
+        release_command: None,
+        drain_ms: DEFAULT_DRAIN_MS,
     };
+    rollout_settings(
+        &mut spec,
+        body.instances,
+        body.health_check.as_ref(),
+        body.release_command.as_deref(),
+        body.drain_secs,
+    )?;
     let (project, environment) = lookup::environment(&state, &project, &environment).await?;
     lookup::ensure_active(environment.lifecycle, "the environment")?;
     let record = state
@@ -273,6 +371,16 @@ pub(crate) async fn update_application(
     let (cpu, memory) = limits(body.cpu, body.memory_mb)?;
     spec.cpu = cpu.or(spec.cpu);
     spec.memory = memory.or(spec.memory);
+    if body.clear_release_command {
+        spec.release_command = None;
+    }
+    rollout_settings(
+        &mut spec,
+        body.instances,
+        body.health_check.as_ref(),
+        body.release_command.as_deref(),
+        body.drain_secs,
+    )?;
     state.store.update_application(record.id, &spec, sealed.as_deref()).await?;
     record.spec = spec;
     record.credential_ciphertext = sealed;

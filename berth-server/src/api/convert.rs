@@ -1,6 +1,7 @@
 //! Conversions from store records to wire types, by hand, at the server's edge.
 
 use berth_api as wire;
+use berth_domain::health::{HealthCheck, HealthProbe};
 use berth_domain::spec::{ApplicationSource, GitCredentialKind, Visibility};
 use berth_domain::Hostname;
 use berth_store::{
@@ -96,11 +97,35 @@ pub(crate) fn application(
         private: spec.visibility == Visibility::Private,
         cpu: spec.cpu.map(|c| c.cores()),
         memory_mb: spec.memory.map(|m| m.mib()),
+        instances: u32::from(spec.instances),
+        health_check: health_check(&spec.health_check),
+        release_command: spec.release_command.clone(),
+        drain_secs: spec.drain_ms as f64 / 1000.0,
         url: application_url(settings, project, environment, record),
         status: status.to_owned(),
         current_deployment: record.current_deployment_id.map(|d| d.to_string()),
         created_at: record.created_at.clone(),
         updated_at: record.updated_at.clone(),
+    }
+}
+
+pub(crate) fn health_check(check: &HealthCheck) -> wire::HealthCheckSettings {
+    let (kind, path, expected_status) = match &check.probe {
+        HealthProbe::Tcp => ("tcp", None, None),
+        HealthProbe::Http { path, expected_status_min, expected_status_max } => (
+            "http",
+            Some(path.clone()),
+            Some(format!("{expected_status_min}-{expected_status_max}")),
+        ),
+    };
+    wire::HealthCheckSettings {
+        kind: Some(kind.to_owned()),
+        path,
+        expected_status,
+        start_delay_secs: Some(check.start_delay_ms as f64 / 1000.0),
+        interval_secs: Some(check.interval_ms as f64 / 1000.0),
+        timeout_secs: Some(check.timeout_ms as f64 / 1000.0),
+        failure_threshold: Some(check.failure_threshold),
     }
 }
 
