@@ -261,6 +261,28 @@ pub struct CreateDeployment {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RollbackRequest {
+    /// The earlier deployment whose images and configuration (variables included) to
+    /// deploy again.
+    pub to: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecRequest {
+    /// The command and its arguments (no shell is involved unless you run one).
+    pub command: Vec<String>,
+    /// Run inside this running instance (numbered from 0) instead of a new container.
+    #[serde(default)]
+    pub instance: Option<u32>,
+}
+
+/// The last event of an exec stream.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ExecExit {
+    pub exit_code: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DeploymentStep {
     pub application: Option<String>,
     /// `clone`, `build`, `release`, `start`, `health`, `route`, `retire`.
@@ -317,11 +339,14 @@ pub struct LogLine {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ApplicationStatus {
     pub name: String,
-    /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.
+    /// `never_deployed`, `deploying`, `running`, `degraded`, `crashed`, `stopped`, `deleting`.
     pub status: String,
     pub url: Option<String>,
     pub commit: Option<String>,
     pub deployment: Option<String>,
+    /// Instances the application should run, and how many run now.
+    pub instances: u32,
+    pub instances_running: u32,
     pub restart_count: u64,
     /// Why the application is not running, when it is not.
     pub message: Option<String>,

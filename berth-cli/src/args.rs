@@ -61,13 +61,17 @@ pub enum Command {
     EnvVar(EnvVarCommand),
     /// Deploy an environment (or one of its applications).
     Deploy(DeployArgs),
-    /// List and inspect deployments and read their logs.
+    /// Deploy an earlier successful deployment again: its images and its configuration.
+    Rollback(RollbackArgs),
+    /// List, inspect and cancel deployments and read their logs.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
     /// Show the applications of an environment: status, URL, commit, restarts.
     Status(EnvironmentArgs),
     /// Show (or follow) the runtime logs of an application.
     Logs(LogsArgs),
+    /// Run a one-off command in a new container of an application's current image.
+    Exec(ExecArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -415,14 +419,39 @@ pub struct DeployArgs {
     pub wait: bool,
 }
 
+#[derive(Debug, Clone, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// The earlier, successful deployment to deploy again (its images and its
+    /// configuration, variables included).
+    #[arg(long, value_name = "DEPLOYMENT_ID")]
+    pub to: String,
+    /// Wait for the deployment to finish, showing progress; exit 1 if it fails.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum DeploymentCommand {
-    /// List the deployments of an environment, newest first.
-    List(EnvironmentArgs),
+    /// List the deployments of an environment (or of one application), newest first.
+    List(DeploymentListArgs),
     /// Show one deployment with its steps.
     Show(DeploymentIdArg),
     /// Print a deployment's build and deploy logs.
     Logs(DeploymentLogsArgs),
+    /// Cancel a queued deployment, or stop a running one before it switches traffic (the
+    /// previous version keeps serving).
+    Cancel(DeploymentIdArg),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeploymentListArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Only the deployments that covered this application.
+    #[arg(long, short = 'a')]
+    pub application: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -453,6 +482,22 @@ pub struct LogsArgs {
     /// Number of most recent lines to show.
     #[arg(long, short = 'n', default_value_t = 100)]
     pub tail: u32,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Application name.
+    #[arg(long, short = 'a')]
+    pub application: String,
+    /// Run inside this running instance (numbered from 0) instead of a new container.
+    #[arg(long, value_name = "N")]
+    pub instance: Option<u32>,
+    /// The command and its arguments, after `--` (no shell unless you run one, e.g.
+    /// `-- sh -c 'echo $PORT'`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
 }
 
 fn parse_key_value(raw: &str) -> Result<(String, String), String> {

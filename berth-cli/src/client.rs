@@ -100,6 +100,14 @@ impl ApiClient {
         self.call(Method::POST, path, Some(body)).await
     }
 
+    /// POST without a body (actions such as `/cancel`).
+    pub(crate) async fn post_empty<T: DeserializeOwned>(
+        &self,
+        path: &str,
+    ) -> Result<T, ClientError> {
+        self.call(Method::POST, path, None::<&()>).await
+    }
+
     pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -151,7 +159,26 @@ impl ApiClient {
     /// Opens a `text/event-stream` (no overall timeout: it lasts as long as the server
     /// keeps it open).
     pub(crate) async fn events(&self, path: &str) -> Result<EventStream, ClientError> {
-        let response = self.send(Method::GET, path, None::<&()>, None).await?;
+        self.open_events(Method::GET, path, None::<&()>).await
+    }
+
+    /// POSTs `body` and reads the answer as a `text/event-stream` (`exec`), with no
+    /// overall timeout.
+    pub(crate) async fn post_events<B: Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<EventStream, ClientError> {
+        self.open_events(Method::POST, path, Some(body)).await
+    }
+
+    async fn open_events<B: Serialize>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<EventStream, ClientError> {
+        let response = self.send(method.clone(), path, body, None).await?;
         let content_type = response
             .headers()
             .get(CONTENT_TYPE)
@@ -160,7 +187,7 @@ impl ApiClient {
             .to_owned();
         if !content_type.starts_with("text/event-stream") {
             return Err(ClientError::Unexpected {
-                method: Method::GET,
+                method,
                 path: path.to_owned(),
                 status: response.status().as_u16(),
                 detail: format!("expected text/event-stream, got {content_type:?}"),

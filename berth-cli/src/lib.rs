@@ -36,14 +36,16 @@ use std::process::ExitCode;
 pub use args::{
     ApplicationCommand, ApplicationNameArgs, Cli, Command, ConfirmArgs, CreateApplicationArgs,
     CreateEnvironmentArgs, DeleteApplicationArgs, DeleteEnvironmentArgs, DeleteProjectArgs,
-    DeleteVariableArgs, DeployArgs, DeploymentCommand, DeploymentIdArg, DeploymentLogsArgs,
-    EnvVarCommand, EnvironmentArgs, EnvironmentCommand, GitSourceArgs, GlobalArgs,
-    ImportVariablesArgs, LoginArgs, LogsArgs, NameArg, OutputFormat, ProjectArg, ProjectCommand,
-    RuntimeArgs, ScopeArgs, SetVariableArgs, UpdateApplicationArgs, DEFAULT_URL,
+    DeleteVariableArgs, DeployArgs, DeploymentCommand, DeploymentIdArg, DeploymentListArgs,
+    DeploymentLogsArgs, EnvVarCommand, EnvironmentArgs, EnvironmentCommand, ExecArgs,
+    GitSourceArgs, GlobalArgs, ImportVariablesArgs, LoginArgs, LogsArgs, NameArg, OutputFormat,
+    ProjectArg, ProjectCommand, RollbackArgs, RuntimeArgs, ScopeArgs, SetVariableArgs,
+    UpdateApplicationArgs, DEFAULT_URL,
 };
 
 /// Runs a parsed command line: prints results on stdout, progress and errors on stderr.
-/// Exit code 0 on success, 1 on any failure (including a failed deployment).
+/// Exit code 0 on success, 1 on any failure (including a failed deployment); `berth exec`
+/// exits with the remote command's exit code.
 pub async fn run(cli: Cli) -> ExitCode {
     run_command(cli.global, cli.command).await
 }
@@ -57,7 +59,7 @@ pub async fn run_command(global: GlobalArgs, command: Command) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             commands::report(&mut console, &error);
-            ExitCode::FAILURE
+            ExitCode::from(error.exit_code())
         }
     }
 }

@@ -85,12 +85,47 @@ pub(crate) fn environment_deployments(
     Ok(format!("{}/deployments", self::environment(project, environment)?))
 }
 
+/// The deployment history of an environment, or of one of its applications.
+pub(crate) fn deployment_history(
+    project: &str,
+    environment: &str,
+    application: Option<&str>,
+) -> Result<String, InvalidName> {
+    let base = environment_deployments(project, environment)?;
+    match application {
+        // A segment's encoding is also a valid query value (`&`, `=`, `+` are encoded).
+        Some(application) => {
+            Ok(format!("{base}?application={}", segment("application", application)?))
+        }
+        None => Ok(base),
+    }
+}
+
+pub(crate) fn environment_rollback(
+    project: &str,
+    environment: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/rollback", self::environment(project, environment)?))
+}
+
+pub(crate) fn application_exec(
+    project: &str,
+    environment: &str,
+    application: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/exec", self::application(project, environment, application)?))
+}
+
 pub(crate) fn environment_status(project: &str, environment: &str) -> Result<String, InvalidName> {
     Ok(format!("{}/status", self::environment(project, environment)?))
 }
 
 pub(crate) fn deployment(id: &str) -> Result<String, InvalidName> {
     Ok(format!("{API_PREFIX}/deployments/{}", segment("deployment id", id)?))
+}
+
+pub(crate) fn deployment_cancel(id: &str) -> Result<String, InvalidName> {
+    Ok(format!("{}/cancel", deployment(id)?))
 }
 
 pub(crate) fn deployment_logs(id: &str, follow: bool) -> Result<String, InvalidName> {
@@ -173,8 +208,14 @@ mod tests {
             application_logs("shop", "prod", "web", 20, true).unwrap(),
             application_logs("shop", "prod", "web", 100, false).unwrap(),
             environment_deployments("shop", "prod").unwrap(),
+            deployment_history("shop", "prod", None).unwrap(),
+            deployment_history("shop", "prod", Some("web")).unwrap(),
+            deployment_history("shop", "prod", Some("a&b=c d")).unwrap(),
+            environment_rollback("shop", "prod").unwrap(),
+            application_exec("shop", "prod", "web").unwrap(),
             environment_status("shop", "prod").unwrap(),
             deployment("d-1").unwrap(),
+            deployment_cancel("d-1").unwrap(),
             deployment_logs("d-1", true).unwrap(),
             VariableScope::new("p".into(), None, None).variables().unwrap(),
             VariableScope::new("p".into(), Some("e".into()), None).variable("KEY").unwrap(),
@@ -191,8 +232,14 @@ mod tests {
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=20&follow=true
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=100
             /api/v1/projects/shop/environments/prod/deployments
+            /api/v1/projects/shop/environments/prod/deployments
+            /api/v1/projects/shop/environments/prod/deployments?application=web
+            /api/v1/projects/shop/environments/prod/deployments?application=a%26b%3Dc%20d
+            /api/v1/projects/shop/environments/prod/rollback
+            /api/v1/projects/shop/environments/prod/applications/web/exec
             /api/v1/projects/shop/environments/prod/status
             /api/v1/deployments/d-1
+            /api/v1/deployments/d-1/cancel
             /api/v1/deployments/d-1/logs?follow=true
             /api/v1/projects/p/variables
             /api/v1/projects/p/environments/e/variables/KEY

@@ -9,13 +9,15 @@
 //! Invariants:
 //! - No port is published on anything but 127.0.0.1.
 //! - Nothing without the label `berth.managed-by=berth` is listed, replaced or removed:
-//!   `start_container` (which replaces a container of the same name), `remove_container`
-//!   and `remove_object` inspect the object first and refuse an unlabelled one.
+//!   `start_container` and `run_to_completion` (which replace a container of the same
+//!   name), `remove_container`, `remove_object`, `set_restart_on_failure` and
+//!   `exec_in_container` inspect the object first and refuse an unlabelled one.
 //! - No volume is removed as a side effect of removing a container (`v=false`).
 //! - The API version is negotiated at connection time (Debian's engine speaks 1.41, older
 //!   than bollard's default).
 
 mod builder;
+mod commands;
 mod context;
 mod convert;
 mod runtime;

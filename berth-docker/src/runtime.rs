@@ -2,8 +2,9 @@
 //! their port on 127.0.0.1 only, logs, and listing and removing what carries
 //! `berth.managed-by=berth`.
 //!
-//! Containers are created with restart policy `no` (the engine supervises and decides
-//! what to restart), Docker's init as PID 1 (signals reach the application and zombies are
+//! Containers are created with restart policy `no` (during a rollout a crash must fail the
+//! deployment; the engine switches Docker's restarts on once an instance serves, see
+//! `commands`), Docker's init as PID 1 (signals reach the application and zombies are
 //! reaped even when the application does not expect to be PID 1), `memory_swap = memory`
 //! (so a memory limit cannot be escaped into swap), and a size-capped `json-file` log so
 //! a chatty application cannot fill the disk.
@@ -59,7 +60,7 @@ fn managed_filter() -> HashMap<String, Vec<String>> {
 
 /// Object names reach the engine inside URL paths: refuse anything that is not a plain
 /// Docker name, id or image reference.
-fn check_object_name(operation: &str, name: &str) -> Result<(), RuntimeError> {
+pub(crate) fn check_object_name(operation: &str, name: &str) -> Result<(), RuntimeError> {
     let plain = !name.is_empty()
         && !name.starts_with(['-', '.', '/'])
         && !name.contains("..")
@@ -107,52 +108,7 @@ impl Runtime for DockerEngine {
             self.force_remove(&spec.name).await?;
         }
 
-        let exposed = spec.port.map(|port| format!("{port}/tcp"));
-        let port_bindings = exposed.as_ref().map(|port| {
-            HashMap::from([(
-                port.clone(),
-                Some(vec![PortBinding {
-                    host_ip: Some("127.0.0.1".to_owned()),
-                    // Empty: the engine picks a free port.
-                    host_port: Some(String::new()),
-                }]),
-            )])
-        });
-        let host_config = HostConfig {
-            port_bindings,
-            nano_cpus: spec.cpu_millis.map(|millis| i64::from(millis) * 1_000_000),
-            memory: spec.memory_bytes.map(saturating_i64),
-            memory_swap: spec.memory_bytes.map(saturating_i64),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::NO),
-                maximum_retry_count: None,
-            }),
-            init: Some(true),
-            network_mode: Some(spec.network.clone()),
-            log_config: Some(HostConfigLogConfig {
-                typ: Some("json-file".to_owned()),
-                config: Some(HashMap::from([
-                    ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
-                    ("max-file".to_owned(), LOG_MAX_FILES.to_owned()),
-                ])),
-            }),
-            ..Default::default()
-        };
-        let endpoint = EndpointSettings {
-            aliases: (!spec.network_aliases.is_empty()).then(|| spec.network_aliases.clone()),
-            ..Default::default()
-        };
-        let config = Config {
-            image: Some(spec.image.clone()),
-            env: Some(spec.env.iter().map(|(key, value)| format!("{key}={value}")).collect()),
-            labels: Some(to_hash_map(&spec.labels)),
-            exposed_ports: exposed.map(|port| HashMap::from([(port, HashMap::new())])),
-            host_config: Some(host_config),
-            networking_config: Some(NetworkingConfig {
-                endpoints_config: HashMap::from([(spec.network.clone(), endpoint)]),
-            }),
-            ..Default::default()
-        };
+        let config = container_config(spec, Role::Serving);
         let create = CreateContainerOptions { name: spec.name.clone(), platform: None };
         self.docker
             .create_container(Some(create), config)
@@ -277,6 +233,29 @@ impl Runtime for DockerEngine {
             Err(error) => return Err(runtime_error(operation, &error)),
         }
         self.force_remove(name_or_id).await
+    }
+
+    async fn set_restart_on_failure(&self, name: &str, enabled: bool) -> Result<(), RuntimeError> {
+        self.update_restart_policy(name, enabled).await
+    }
+
+    async fn run_to_completion(
+        &self,
+        spec: &ContainerSpec,
+        command: &[String],
+        timeout: Duration,
+        output: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<i64, RuntimeError> {
+        self.run_one_off(spec, command, timeout, output).await
+    }
+
+    async fn exec_in_container(
+        &self,
+        name: &str,
+        command: &[String],
+        output: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<i64, RuntimeError> {
+        self.exec_command(name, command, output).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ObservedObject>, RuntimeError> {
@@ -422,7 +401,7 @@ impl DockerEngine {
     }
 
     /// Kills and removes a container, keeping its volumes; absent is success.
-    async fn force_remove(&self, name_or_id: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn force_remove(&self, name_or_id: &str) -> Result<(), RuntimeError> {
         let options = RemoveContainerOptions { force: true, v: false, link: false };
         match self.docker.remove_container(name_or_id, Some(options)).await {
             Ok(()) => Ok(()),
@@ -437,7 +416,7 @@ impl DockerEngine {
 
     /// `false` when the object does not exist, `true` when it carries Berth's label, and
     /// an error (refusing `operation`) when it exists without it.
-    async fn present_and_owned(
+    pub(crate) async fn present_and_owned(
         &self,
         kind: ObjectKind,
         id: &str,
@@ -563,6 +542,67 @@ impl DockerEngine {
 fn in_use(error: &EngineError) -> bool {
     matches!(error, EngineError::DockerResponseServerError { status_code: 403, message }
         if message.contains("active endpoints") || message.contains("in use"))
+}
+
+/// What a container is for: serving traffic (its port published, its aliases on the
+/// network) or a one-off command (neither, so it receives none of the service's traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Serving,
+    OneOff,
+}
+
+/// The engine's configuration for a container of `spec`: limits, init, restart policy `no`,
+/// a capped log, and (when serving) the published port and network aliases.
+pub(crate) fn container_config(spec: &ContainerSpec, role: Role) -> Config<String> {
+    let serving = role == Role::Serving;
+    let exposed = spec.port.filter(|_| serving).map(|port| format!("{port}/tcp"));
+    let port_bindings = exposed.as_ref().map(|port| {
+        HashMap::from([(
+            port.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some("127.0.0.1".to_owned()),
+                // Empty: the engine picks a free port.
+                host_port: Some(String::new()),
+            }]),
+        )])
+    });
+    let host_config = HostConfig {
+        port_bindings,
+        nano_cpus: spec.cpu_millis.map(|millis| i64::from(millis) * 1_000_000),
+        memory: spec.memory_bytes.map(saturating_i64),
+        memory_swap: spec.memory_bytes.map(saturating_i64),
+        restart_policy: Some(RestartPolicy {
+            name: Some(RestartPolicyNameEnum::NO),
+            maximum_retry_count: None,
+        }),
+        init: Some(true),
+        network_mode: Some(spec.network.clone()),
+        log_config: Some(HostConfigLogConfig {
+            typ: Some("json-file".to_owned()),
+            config: Some(HashMap::from([
+                ("max-size".to_owned(), LOG_MAX_SIZE.to_owned()),
+                ("max-file".to_owned(), LOG_MAX_FILES.to_owned()),
+            ])),
+        }),
+        ..Default::default()
+    };
+    let aliases = spec.network_aliases.clone();
+    let endpoint = EndpointSettings {
+        aliases: (serving && !aliases.is_empty()).then_some(aliases),
+        ..Default::default()
+    };
+    Config {
+        image: Some(spec.image.clone()),
+        env: Some(spec.env.iter().map(|(key, value)| format!("{key}={value}")).collect()),
+        labels: Some(to_hash_map(&spec.labels)),
+        exposed_ports: exposed.map(|port| HashMap::from([(port, HashMap::new())])),
+        host_config: Some(host_config),
+        networking_config: Some(NetworkingConfig {
+            endpoints_config: HashMap::from([(spec.network.clone(), endpoint)]),
+        }),
+        ..Default::default()
+    }
 }
 
 fn saturating_i64(value: u64) -> i64 {

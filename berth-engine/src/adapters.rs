@@ -215,6 +215,31 @@ pub trait Runtime: Send + Sync {
     async fn remove_container(&self, name_or_id: &str, grace: Duration)
         -> Result<(), RuntimeError>;
 
+    /// Makes Docker restart the container when it exits (with its own growing backoff),
+    /// or stops it doing so. Applied once an instance serves traffic: during a rollout a
+    /// crash must fail the deployment, not be hidden by a restart.
+    async fn set_restart_on_failure(&self, name: &str, enabled: bool) -> Result<(), RuntimeError>;
+
+    /// Runs `command` in a new one-off container made from `spec` (its port is not
+    /// published) until it exits or `timeout` passes, streaming output lines to `output`,
+    /// then removes the container. Returns the exit code.
+    async fn run_to_completion(
+        &self,
+        spec: &ContainerSpec,
+        command: &[String],
+        timeout: Duration,
+        output: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<i64, RuntimeError>;
+
+    /// Runs `command` inside a running container (like `docker exec`), streaming output
+    /// lines to `output`; returns the exit code.
+    async fn exec_in_container(
+        &self,
+        name: &str,
+        command: &[String],
+        output: tokio::sync::mpsc::Sender<String>,
+    ) -> Result<i64, RuntimeError>;
+
     /// Every object (containers, networks, volumes, images) carrying `berth.managed-by=berth`.
     async fn list_managed(&self) -> Result<Vec<ObservedObject>, RuntimeError>;
 

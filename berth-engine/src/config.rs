@@ -11,6 +11,8 @@ pub struct StepDeadlines {
     pub clone: Duration,
     pub build: Duration,
     pub start: Duration,
+    /// How long a release command may run.
+    pub release: Duration,
     /// How long a new container has to accept connections on its port.
     pub health: Duration,
     pub route: Duration,
@@ -24,6 +26,7 @@ impl Default for StepDeadlines {
             clone: Duration::from_secs(600),
             build: Duration::from_secs(1800),
             start: Duration::from_secs(120),
+            release: Duration::from_secs(900),
             health: Duration::from_secs(60),
             route: Duration::from_secs(30),
             retire_grace: Duration::from_secs(10),
@@ -41,6 +44,12 @@ pub struct EngineConfig {
     pub deadlines: StepDeadlines,
     /// How many deployments run at once (each in a different environment).
     pub max_parallel_deployments: usize,
+    /// Images of this many most recent successful deployments per application are kept
+    /// (for redeploys and rollbacks); older ones are pruned.
+    pub keep_successful_images: u32,
+    /// Test hook: stop the engine (sleep forever) when a deployment reaches this step,
+    /// after writing `<data-dir>/paused-at-<step>`, so a test can kill the server there.
+    pub pause_at: Option<berth_domain::deployment::StepName>,
 }
 
 impl EngineConfig {

@@ -8,13 +8,15 @@
 //! Guarantees: nothing depends on in-memory state surviving; the store is the truth.
 //! Garbage collection only removes objects with Berth's labels (see `plan_cleanup`).
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_domain::deployment::DeploymentStatus;
-use berth_domain::{ApplicationId, OrganizationId};
+use berth_domain::deployment::StepName;
+use berth_domain::{ApplicationId, DeploymentId, OrganizationId};
 use berth_store::{ApplicationRecord, Store, StoreError};
 use tokio::sync::{Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -34,6 +36,8 @@ pub struct Adapters {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
+    #[error("{0}")]
+    Internal(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -53,6 +57,20 @@ pub struct Engine {
     last_generation: AtomicU64,
     /// Serialises reconciler passes and route publication.
     pub(crate) reconcile_lock: Mutex<()>,
+    /// Cancellation handles of the deployments running in this process.
+    cancellations: std::sync::Mutex<HashMap<DeploymentId, CancellationToken>>,
+    /// Health of serving instances by container name (observation, rebuilt after restart).
+    pub(crate) health: std::sync::Mutex<HashMap<String, InstanceHealth>>,
+    /// The routes last accepted by the proxy, to publish only changes.
+    pub(crate) last_routes: std::sync::Mutex<Option<Vec<berth_domain::routes::Route>>>,
+}
+
+/// What the health monitor knows of one serving instance.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct InstanceHealth {
+    pub(crate) consecutive_failures: u32,
+    pub(crate) last_checked: Option<tokio::time::Instant>,
+    pub(crate) last_error: Option<String>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -64,9 +82,9 @@ impl std::fmt::Debug for Engine {
 /// What the runtime says about an application's serving container.
 #[derive(Debug, Clone)]
 pub struct ObservedApplication {
-    /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.
+    /// `never_deployed`, `deploying`, `running`, `degraded`, `crashed`, `stopped`, `deleting`.
     pub status: &'static str,
-    pub container: Option<ContainerState>,
+    pub instances: Vec<ContainerState>,
     pub commit: Option<String>,
     pub message: Option<String>,
 }
@@ -89,6 +107,9 @@ impl Engine {
             running: AtomicUsize::new(0),
             last_generation: AtomicU64::new(0),
             reconcile_lock: Mutex::new(()),
+            cancellations: std::sync::Mutex::new(HashMap::new()),
+            health: std::sync::Mutex::new(HashMap::new()),
+            last_routes: std::sync::Mutex::new(None),
         })
     }
 
@@ -130,6 +151,7 @@ impl Engine {
         if let Err(error) = self.recover_interrupted().await {
             tracing::error!(%error, "could not recover interrupted deployments");
         }
+        tokio::spawn(Arc::clone(&self).monitor(shutdown.clone()));
         let mut last_reconcile: Option<tokio::time::Instant> = None;
         let mut woken = true;
         loop {
@@ -155,17 +177,43 @@ impl Engine {
         }
     }
 
+    /// Deployments left `running` by a previous process: those that had already switched
+    /// every application they cover are complete; the others are marked failed as
+    /// interrupted (their new containers are no longer live and get collected).
     async fn recover_interrupted(&self) -> Result<(), EngineError> {
         for deployment in self.store.deployments_with_status(DeploymentStatus::Running).await? {
-            let reason = berth_domain::deployment::FailureReason {
-                step: self
+            let services = self.store.deployment_services(deployment.id).await?;
+            let mut switched = !services.is_empty();
+            for service in &services {
+                let current = self
                     .store
-                    .deployment_steps(deployment.id)
+                    .application(service.application_id)
                     .await?
-                    .last()
-                    .map(|s| s.name)
-                    .unwrap_or(berth_domain::deployment::StepName::Clone),
-                application: None,
+                    .and_then(|a| a.current_deployment_id);
+                switched &= current == Some(deployment.id);
+            }
+            let steps = self.store.deployment_steps(deployment.id).await?;
+            let covers_all = match deployment.application_id {
+                Some(_) => services.len() == 1,
+                None => {
+                    let active = self.store.list_applications(deployment.environment_id).await?;
+                    active
+                        .iter()
+                        .filter(|a| a.lifecycle == berth_store::Lifecycle::Active)
+                        .all(|a| services.iter().any(|s| s.application_id == a.id))
+                }
+            };
+            if switched && covers_all {
+                self.store.fail_open_steps(deployment.id, "interrupted after traffic switched; old instances are collected by the reconciler").await?;
+                self.store
+                    .finish_deployment(deployment.id, DeploymentStatus::Succeeded, None)
+                    .await?;
+                tracing::warn!(deployment = %deployment.id, "interrupted deployment had switched traffic: recorded as succeeded");
+                continue;
+            }
+            let reason = berth_domain::deployment::FailureReason {
+                step: steps.last().map(|s| s.name).unwrap_or(StepName::Clone),
+                application: steps.last().and_then(|s| s.application_name.clone()),
                 message: "interrupted: the Berth server stopped during this deployment; the previous version kept serving. Deploy again.".to_owned(),
             };
             self.store.fail_open_steps(deployment.id, "interrupted").await?;
@@ -175,6 +223,40 @@ impl Engine {
             tracing::warn!(deployment = %deployment.id, "marked interrupted deployment as failed");
         }
         Ok(())
+    }
+
+    pub(crate) fn register_cancellation(&self, deployment: DeploymentId) -> CancellationToken {
+        let token = CancellationToken::new();
+        if let Ok(mut map) = self.cancellations.lock() {
+            map.insert(deployment, token.clone());
+        }
+        token
+    }
+
+    pub(crate) fn forget_cancellation(&self, deployment: DeploymentId) {
+        if let Ok(mut map) = self.cancellations.lock() {
+            map.remove(&deployment);
+        }
+    }
+
+    /// Asks a running deployment to stop before it switches traffic. `false` when it does
+    /// not run in this process.
+    pub fn cancel_running(&self, deployment: DeploymentId) -> bool {
+        let token = self.cancellations.lock().ok().and_then(|map| map.get(&deployment).cloned());
+        token.map(|t| t.cancel()).is_some()
+    }
+
+    /// The crash-test hook (see `EngineConfig::pause_at`).
+    pub(crate) async fn pause_if_requested(&self, step: StepName) {
+        if self.config.pause_at != Some(step) {
+            return;
+        }
+        let marker = self.config.data_dir.join(format!("paused-at-{}", step.as_str()));
+        if let Err(error) = std::fs::write(&marker, b"paused\n") {
+            tracing::error!(%error, "cannot write the pause marker");
+        }
+        tracing::warn!(step = step.as_str(), "test hook: engine paused; kill the server now");
+        std::future::pending::<()>().await;
     }
 
     async fn start_queued(
@@ -203,24 +285,29 @@ impl Engine {
         Ok(())
     }
 
-    /// The container serving an application now, from its current deployment.
-    pub async fn serving_container_name(
+    /// The containers serving an application now, from its current deployment.
+    pub async fn serving_instances(
         &self,
         application: &ApplicationRecord,
-    ) -> Result<Option<String>, EngineError> {
+    ) -> Result<Vec<String>, EngineError> {
         let Some(deployment) = application.current_deployment_id else {
-            return Ok(None);
+            return Ok(Vec::new());
         };
-        Ok(self
+        let service = self
             .store
             .deployment_services(deployment)
             .await?
             .into_iter()
-            .find(|s| s.application_id == application.id)
-            .and_then(|s| s.container_name))
+            .find(|s| s.application_id == application.id);
+        Ok(match service.and_then(|s| s.container_name.map(|base| (base, s.instances))) {
+            Some((base, instances)) => {
+                (0..instances).map(|i| crate::naming::instance_container(&base, i)).collect()
+            }
+            None => Vec::new(),
+        })
     }
 
-    /// Observes an application: its serving container's state and a status word.
+    /// Observes an application: its serving instances' states and a status word.
     pub async fn observe_application(
         &self,
         application: &ApplicationRecord,
@@ -229,7 +316,7 @@ impl Engine {
         if application.lifecycle == berth_store::Lifecycle::Deleting {
             return Ok(ObservedApplication {
                 status: "deleting",
-                container: None,
+                instances: Vec::new(),
                 commit: None,
                 message: None,
             });
@@ -244,57 +331,108 @@ impl Engine {
                 .and_then(|s| s.git_commit),
             None => None,
         };
-        let container = match self.serving_container_name(application).await? {
-            Some(name) => self.adapters.runtime.inspect_container(&name).await?,
-            None => None,
-        };
-        let (status, message) = match (&container, deploying, application.current_deployment_id) {
-            (_, true, _) => ("deploying", None),
-            (_, false, None) => {
-                ("never_deployed", Some("deploy it with `berth deploy`".to_owned()))
+        let mut instances = Vec::new();
+        for name in self.serving_instances(application).await? {
+            if let Some(state) = self.adapters.runtime.inspect_container(&name).await? {
+                instances.push(state);
             }
-            (Some(c), false, Some(_)) if c.running => ("running", None),
-            (Some(c), false, Some(_)) => (
+        }
+        let expected = self.serving_instances(application).await?.len();
+        let unhealthy: Vec<String> = {
+            let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+            let threshold = application.spec.health_check.failure_threshold;
+            instances
+                .iter()
+                .filter(|c| {
+                    health.get(&c.name).is_some_and(|h| h.consecutive_failures >= threshold)
+                })
+                .map(|c| c.name.clone())
+                .collect()
+        };
+        let running = instances.iter().filter(|c| c.running).count();
+        let restarts: u64 = instances.iter().map(|c| c.restart_count).sum();
+        let (status, message) = if deploying {
+            ("deploying", None)
+        } else if application.current_deployment_id.is_none() {
+            ("never_deployed", Some("deploy it with `berth deploy`".to_owned()))
+        } else if instances.is_empty() {
+            ("stopped", Some("the containers are gone; redeploy to start them again".to_owned()))
+        } else if running == 0 {
+            let oom = instances.iter().any(|c| c.oom_killed);
+            let code = instances.iter().find_map(|c| c.exit_code).unwrap_or(-1);
+            let why = if oom {
+                "killed because it exceeded its memory limit (OOM); raise --memory".to_owned()
+            } else {
+                format!("exited with code {code}")
+            };
+            (
                 "crashed",
-                Some(if c.oom_killed {
-                    "the container was killed because it exceeded its memory limit (OOM); raise --memory".to_owned()
-                } else {
-                    format!("the container exited with code {}", c.exit_code.unwrap_or(-1))
-                }),
-            ),
-            (None, false, Some(_)) => {
-                ("stopped", Some("the container is gone; redeploy to start it again".to_owned()))
+                Some(format!(
+                    "{why}; Docker restarts it with a growing delay ({restarts} restart(s) so far)"
+                )),
+            )
+        } else if running < expected || !unhealthy.is_empty() {
+            let mut parts = Vec::new();
+            if running < expected {
+                parts.push(format!("{running} of {expected} instance(s) running"));
             }
+            if !unhealthy.is_empty() {
+                parts.push(format!("failing health checks: {}", unhealthy.join(", ")));
+            }
+            ("degraded", Some(parts.join("; ")))
+        } else if restarts > 0 {
+            ("running", Some(format!("restarted {restarts} time(s) after crashing")))
+        } else {
+            ("running", None)
         };
-        Ok(ObservedApplication { status, container, commit, message })
+        Ok(ObservedApplication { status, instances, commit, message })
     }
 
-    /// The address where an application's current container is published.
-    pub(crate) async fn serving_address(
+    /// Addresses of the serving instances that should receive traffic: running, published,
+    /// and not failing their health check. When every running instance fails its check,
+    /// all of them stay in rotation (a broken health endpoint should not take the whole
+    /// application offline).
+    pub(crate) async fn serving_addresses(
         &self,
         application: &ApplicationRecord,
-    ) -> Result<Option<SocketAddr>, EngineError> {
-        let Some(name) = self.serving_container_name(application).await? else {
-            return Ok(None);
-        };
-        Ok(self
-            .adapters
-            .runtime
-            .inspect_container(&name)
-            .await?
-            .filter(|c| c.running)
-            .and_then(|c| c.published))
+    ) -> Result<Vec<SocketAddr>, EngineError> {
+        let threshold = application.spec.health_check.failure_threshold;
+        let mut running = Vec::new();
+        for name in self.serving_instances(application).await? {
+            if let Some(state) = self.adapters.runtime.inspect_container(&name).await? {
+                if let (true, Some(address)) = (state.running, state.published) {
+                    running.push((name, address));
+                }
+            }
+        }
+        let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
+        let healthy: Vec<SocketAddr> = running
+            .iter()
+            .filter(|(name, _)| health.get(name).is_none_or(|h| h.consecutive_failures < threshold))
+            .map(|(_, address)| *address)
+            .collect();
+        Ok(if healthy.is_empty() { running.into_iter().map(|(_, a)| a).collect() } else { healthy })
+    }
+
+    /// Publishes the route table (taking the reconcile lock).
+    pub async fn publish_routes(&self) -> Result<usize, EngineError> {
+        let _guard = self.reconcile_lock.lock().await;
+        self.publish_routes_locked(None).await
     }
 
     /// Publishes the route table, with `override_route` standing in for one application's
-    /// current address (used to switch traffic before the store records the switch).
-    pub async fn publish_routes(
+    /// upstreams (used to switch traffic before the store records the switch). The caller
+    /// holds `reconcile_lock`.
+    pub(crate) async fn publish_routes_locked(
         &self,
-        override_route: Option<(ApplicationId, SocketAddr)>,
+        override_route: Option<(ApplicationId, Vec<SocketAddr>)>,
     ) -> Result<usize, EngineError> {
         let table = crate::routes::compute_route_table(self, override_route).await?;
         let count = table.routes.len();
         self.adapters.router.apply(&table).await?;
+        if let Ok(mut last) = self.last_routes.lock() {
+            *last = Some(table.routes);
+        }
         Ok(count)
     }
 }

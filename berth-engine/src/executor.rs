@@ -1,28 +1,30 @@
-//! The deployment executor: runs the steps `clone`, `build`, `start`, `health`, `route`,
-//! `retire` for each application of a deployment, records each step with its duration
-//! and log, and on failure removes what it started so the previous version keeps serving.
+//! The deployment executor: runs the steps `clone`, `build`, `release`, `start`,
+//! `health`, `route`, `retire` for each application of a deployment, records each step
+//! with its duration and log, and on failure removes what it started so the previous
+//! version keeps serving.
 //!
-//! Expected flow per application: fetch the branch head, build (or reuse) the image,
-//! start a new container beside the old one, wait until it accepts connections, switch
-//! the proxy route to it, record it as current, then stop the old container.
+//! Expected flow per application (start-first): fetch the branch head, build (or reuse)
+//! the image, run the release command in a one-off container, start the new instances
+//! beside the old ones, wait until every new instance passes its health check, switch the
+//! proxy's route to the new instances, record them as current, let the old instances
+//! drain, then stop them. A rollback skips clone and build and uses the image and
+//! configuration snapshot of the deployment it returns to.
 //!
-//! Guarantees: every step runs under its deadline; the route switches only after the new
-//! container is healthy; a failure before the switch leaves the old container serving
-//! and removes the new one.
+//! Guarantees: every step runs under its deadline and can be cancelled before `route`;
+//! traffic switches only after every new instance is healthy; a failure before the switch
+//! leaves the old instances serving and removes the new ones.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use berth_domain::deployment::{DeploymentStatus, FailureReason, StepName, StepStatus};
 use berth_domain::labels;
-use berth_domain::spec::{effective_branch, ApplicationSource, GitCredentialKind};
-use berth_domain::variables::{resolve, BuiltinVariables, ResolvedVariable};
+use berth_domain::spec::{effective_branch, ApplicationSource, ApplicationSpec, GitCredentialKind};
 use berth_store::{
     ApplicationRecord, DeploymentRecord, DeploymentServiceRecord, EnvironmentRecord, Lifecycle,
-    ProjectRecord, StoredValue, VariableOwner,
+    ProjectRecord,
 };
-use tokio::io::AsyncReadExt;
+use tokio_util::sync::CancellationToken;
 
 use crate::adapters::{
     BuildRequest, ContainerSpec, FetchRequest, GitCredentials, LogSink, NetworkSpec, SecretString,
@@ -30,17 +32,28 @@ use crate::adapters::{
 use crate::engine::{Engine, EngineError};
 use crate::logsink::DeploymentLog;
 use crate::naming;
+use crate::snapshot::ServiceSnapshot;
 
 /// A failed step, with a reason a person can act on.
-struct StepFailure {
+pub(crate) struct StepFailure {
     step: StepName,
     message: String,
+    cancelled: bool,
 }
 
 impl StepFailure {
-    fn new(step: StepName, message: impl Into<String>) -> Self {
-        Self { step, message: message.into() }
+    pub(crate) fn new(step: StepName, message: impl Into<String>) -> Self {
+        Self { step, message: message.into(), cancelled: false }
     }
+}
+
+type StepResult<T> = Result<(T, Option<String>), StepFailure>;
+
+/// What one application is deployed with: built now, or taken from an earlier deployment.
+struct Release {
+    image: String,
+    commit: Option<String>,
+    snapshot: ServiceSnapshot,
 }
 
 /// The context shared by the steps of one deployment.
@@ -50,16 +63,20 @@ struct Run<'a> {
     project: &'a ProjectRecord,
     environment: &'a EnvironmentRecord,
     log: DeploymentLog,
+    cancel: CancellationToken,
 }
 
 impl Engine {
     /// Executes a claimed (running) deployment to a terminal state.
     pub(crate) async fn execute(&self, deployment: DeploymentRecord) {
         let id = deployment.id;
-        let outcome = self.execute_inner(&deployment).await;
+        let cancel = self.register_cancellation(id);
+        let outcome = self.execute_inner(&deployment, cancel).await;
+        self.forget_cancellation(id);
         let (status, failure) = match outcome {
             Ok(Ok(())) => (DeploymentStatus::Succeeded, None),
-            Ok(Err(reason)) => (DeploymentStatus::Failed, Some(reason)),
+            Ok(Err((reason, true))) => (DeploymentStatus::Cancelled, Some(reason)),
+            Ok(Err((reason, false))) => (DeploymentStatus::Failed, Some(reason)),
             Err(error) => (
                 DeploymentStatus::Failed,
                 Some(FailureReason {
@@ -69,23 +86,27 @@ impl Engine {
                 }),
             ),
         };
-        if let Some(reason) = &failure {
-            tracing::warn!(deployment = %id, %reason, "deployment failed");
-            let _ = self.store.fail_open_steps(id, &reason.message).await;
-        } else {
-            tracing::info!(deployment = %id, "deployment succeeded");
+        match &failure {
+            Some(reason) => {
+                tracing::warn!(deployment = %id, %reason, status = status.as_str(), "deployment did not complete");
+                let _ = self.store.fail_open_steps(id, &reason.message).await;
+            }
+            None => tracing::info!(deployment = %id, "deployment succeeded"),
         }
         if let Err(error) = self.store.finish_deployment(id, status, failure.as_ref()).await {
             tracing::error!(deployment = %id, %error, "could not record the end of the deployment");
         }
     }
 
+    /// `Ok(Err((reason, cancelled)))` for a deployment that did not complete.
     async fn execute_inner(
         &self,
         deployment: &DeploymentRecord,
-    ) -> Result<Result<(), FailureReason>, EngineError> {
-        let fail =
-            |step, message: String| Ok(Err(FailureReason { step, application: None, message }));
+        cancel: CancellationToken,
+    ) -> Result<Result<(), (FailureReason, bool)>, EngineError> {
+        let fail = |step, message: String| {
+            Ok(Err((FailureReason { step, application: None, message }, false)))
+        };
         let Some(environment) = self.store.environment(deployment.environment_id).await? else {
             return fail(StepName::Clone, "the environment was deleted".into());
         };
@@ -95,7 +116,7 @@ impl Engine {
         if environment.lifecycle == Lifecycle::Deleting {
             return fail(StepName::Clone, "the environment is being deleted".into());
         }
-        let applications: Vec<ApplicationRecord> = self
+        let mut applications: Vec<ApplicationRecord> = self
             .store
             .list_applications(environment.id)
             .await?
@@ -103,6 +124,16 @@ impl Engine {
             .filter(|a| a.lifecycle == Lifecycle::Active)
             .filter(|a| deployment.application_id.is_none_or(|only| only == a.id))
             .collect();
+        if let Some(target) = deployment.rollback_of {
+            let covered: Vec<_> = self
+                .store
+                .deployment_services(target)
+                .await?
+                .iter()
+                .map(|s| s.application_id)
+                .collect();
+            applications.retain(|a| covered.contains(&a.id));
+        }
         if applications.is_empty() {
             return fail(
                 StepName::Clone,
@@ -111,16 +142,25 @@ impl Engine {
             );
         }
         let (log, writer) = DeploymentLog::start(self.store.clone(), deployment.id);
-        let run =
-            Run { engine: self, deployment, project: &project, environment: &environment, log };
+        let run = Run {
+            engine: self,
+            deployment,
+            project: &project,
+            environment: &environment,
+            log,
+            cancel,
+        };
         let mut result = Ok(());
         for application in &applications {
             if let Err(failure) = run.deploy_application(application).await? {
-                result = Err(FailureReason {
-                    step: failure.step,
-                    application: Some(application.name.to_string()),
-                    message: failure.message,
-                });
+                result = Err((
+                    FailureReason {
+                        step: failure.step,
+                        application: Some(application.name.to_string()),
+                        message: failure.message,
+                    },
+                    failure.cancelled,
+                ));
                 break;
             }
         }
@@ -132,25 +172,32 @@ impl Engine {
 }
 
 impl Run<'_> {
+    /// Runs one recorded step under its deadline, cancellable unless `cancellable` is off.
     async fn step<T>(
         &self,
         application: &ApplicationRecord,
         name: StepName,
         deadline: Duration,
-        work: impl std::future::Future<Output = Result<(T, Option<String>), StepFailure>>,
+        work: impl std::future::Future<Output = StepResult<T>>,
     ) -> Result<Result<T, StepFailure>, EngineError> {
         let store = &self.engine.store;
         let step_id =
             store.start_step(self.deployment.id, Some(application.name.as_str()), name).await?;
-        let outcome = match tokio::time::timeout(deadline, work).await {
-            Ok(outcome) => outcome,
-            Err(_) => Err(StepFailure::new(
-                name,
-                format!(
-                    "the {name} step did not finish within its deadline of {} s",
-                    deadline.as_secs()
-                ),
-            )),
+        self.engine.pause_if_requested(name).await;
+        let outcome = tokio::select! {
+            biased;
+            () = self.cancel.cancelled(), if name < StepName::Route => Err(StepFailure {
+                step: name,
+                message: "cancelled by request; the previous version keeps serving".to_owned(),
+                cancelled: true,
+            }),
+            timed = tokio::time::timeout(deadline, work) => match timed {
+                Ok(outcome) => outcome,
+                Err(_) => Err(StepFailure::new(
+                    name,
+                    format!("the {name} step did not finish within its deadline of {} s", deadline.as_secs()),
+                )),
+            },
         };
         match &outcome {
             Ok((_, message)) => {
@@ -169,10 +216,157 @@ impl Run<'_> {
     ) -> Result<Result<(), StepFailure>, EngineError> {
         let engine = self.engine;
         let deadlines = &engine.config.deadlines;
-        let app_name = application.name.as_str();
+        let release = match self.deployment.rollback_of {
+            Some(target) => self.rollback_release(application, target).await?,
+            None => self.new_release(application).await?,
+        };
+        let release = match release {
+            Ok(release) => release,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let spec = &release.snapshot.spec;
+        let base_name = naming::application_container(
+            &self.project.name,
+            &self.environment.name,
+            &application.name,
+            self.deployment.id,
+        );
+        let sealed =
+            release.snapshot.seal(&engine.key).map_err(|e| EngineError::Internal(e.to_string()))?;
+        // Recorded before any container exists, so a crash right after start still finds
+        // (and garbage-collects) them through their labels and this record.
+        engine
+            .store
+            .record_service(&DeploymentServiceRecord {
+                deployment_id: self.deployment.id,
+                application_id: application.id,
+                application_name: application.name.to_string(),
+                git_commit: release.commit.clone(),
+                image: Some(release.image.clone()),
+                container_name: Some(base_name.clone()),
+                instances: spec.instances,
+                config_snapshot: Some(sealed),
+            })
+            .await?;
+        let env = self.container_environment(application, &release);
 
-        // clone + build (or pull)
-        let (image, commit) = match &application.spec.source {
+        // release
+        if let Some(command) = &spec.release_command {
+            let done = self
+                .step(
+                    application,
+                    StepName::Release,
+                    deadlines.release,
+                    self.run_release_command(application, &release, &env, &base_name, command),
+                )
+                .await?;
+            if let Err(failure) = done {
+                return Ok(Err(failure));
+            }
+        }
+
+        // start
+        let instance_names: Vec<String> =
+            (0..spec.instances).map(|i| naming::instance_container(&base_name, i)).collect();
+        let started = self
+            .step(
+                application,
+                StepName::Start,
+                deadlines.start,
+                self.start_instances(application, spec, &release.image, &env, &instance_names),
+            )
+            .await?;
+        let addresses = match started {
+            Ok(addresses) => addresses,
+            Err(failure) => {
+                self.discard_containers(&instance_names).await;
+                return Ok(Err(failure));
+            }
+        };
+
+        // health
+        let healthy = self
+            .step(
+                application,
+                StepName::Health,
+                deadlines.health + spec.health_check.start_delay() + Duration::from_secs(5),
+                self.wait_all_healthy(spec, &instance_names, &addresses),
+            )
+            .await?;
+        if let Err(failure) = healthy {
+            for name in &instance_names {
+                self.capture_container_output(application.name.as_str(), name).await;
+            }
+            self.discard_containers(&instance_names).await;
+            return Ok(Err(failure));
+        }
+
+        // route: switch traffic, then record the new instances as current.
+        let previous = engine.serving_instances(application).await?;
+        let routed = self
+            .step(
+                application,
+                StepName::Route,
+                deadlines.route,
+                self.switch_traffic(application, spec, &instance_names, &addresses),
+            )
+            .await?;
+        if let Err(failure) = routed {
+            self.discard_containers(&instance_names).await;
+            return Ok(Err(failure));
+        }
+
+        // retire: old instances drain, then stop.
+        let old: Vec<String> =
+            previous.into_iter().filter(|p| !instance_names.contains(p)).collect();
+        let drain = Duration::from_millis(spec.drain_ms);
+        let grace = deadlines.retire_grace;
+        let retired = self
+            .step(application, StepName::Retire, drain + grace + Duration::from_secs(30), async {
+                if old.is_empty() {
+                    return Ok(((), Some("no previous version to retire".to_owned())));
+                }
+                tokio::time::sleep(drain).await;
+                for name in &old {
+                    engine
+                        .adapters
+                        .runtime
+                        .remove_container(name, grace)
+                        .await
+                        .map_err(|e| StepFailure::new(StepName::Retire, e.to_string()))?;
+                }
+                Ok((
+                    (),
+                    Some(format!(
+                        "drained {} ms, then stopped {}",
+                        drain.as_millis(),
+                        old.join(", ")
+                    )),
+                ))
+            })
+            .await?;
+        // A failed retire leaves extra containers that the reconciler collects; the new
+        // version already serves, so the deployment itself succeeded.
+        if let Err(failure) = retired {
+            tracing::warn!(application = %application.name, reason = %failure.message, "retire failed; the reconciler will collect the old containers");
+        }
+        Ok(Ok(()))
+    }
+
+    /// Clone and build (or pull) for a normal deployment.
+    async fn new_release(
+        &self,
+        application: &ApplicationRecord,
+    ) -> Result<Result<Release, StepFailure>, EngineError> {
+        let engine = self.engine;
+        let deadlines = &engine.config.deadlines;
+        let app_name = application.name.as_str();
+        let env = match self.resolve_variables(application).await {
+            Ok(env) => env,
+            Err(failure) => return Ok(Err(failure)),
+        };
+        let snapshot = ServiceSnapshot { spec: application.spec.clone(), variables: env };
+        match &application.spec.source {
             ApplicationSource::Git(git) => {
                 let checkout = engine
                     .config
@@ -220,10 +414,7 @@ impl Run<'_> {
                     )
                     .await?;
                 remove_dir(&checkout).await;
-                if let Err(failure) = built {
-                    return Ok(Err(failure));
-                }
-                (tag, Some(commit))
+                Ok(built.map(|()| Release { image: tag, commit: Some(commit), snapshot }))
             }
             ApplicationSource::Image { reference } => {
                 let sink = self.log.for_step(Some(app_name), StepName::Build.as_str());
@@ -238,130 +429,65 @@ impl Run<'_> {
                             .map_err(|e| StepFailure::new(StepName::Build, e.to_string()))
                     })
                     .await?;
-                if let Err(failure) = pulled {
-                    return Ok(Err(failure));
-                }
-                (reference.to_string(), None)
+                Ok(pulled.map(|()| Release {
+                    image: reference.to_string(),
+                    commit: None,
+                    snapshot,
+                }))
             }
-        };
-        let mut service = DeploymentServiceRecord {
-            deployment_id: self.deployment.id,
-            application_id: application.id,
-            application_name: app_name.to_owned(),
-            git_commit: commit.clone(),
-            image: Some(image.clone()),
-            container_name: None,
-        };
-        engine.store.record_service(&service).await?;
+        }
+    }
 
-        // start
-        let container_name = naming::application_container(
-            &self.project.name,
-            &self.environment.name,
-            &application.name,
-            self.deployment.id,
-        );
-        service.container_name = Some(container_name.clone());
-        // Recorded before the container exists, so a crash right after start still finds
-        // (and garbage-collects) it through its labels and this record.
-        engine.store.record_service(&service).await?;
-        let started = self
-            .step(
-                application,
-                StepName::Start,
-                deadlines.start,
-                self.start_container(application, &image, &container_name, commit.as_deref()),
-            )
-            .await?;
-        let published = match started {
-            Ok(published) => published,
-            Err(failure) => {
-                self.discard_container(&container_name).await;
-                return Ok(Err(failure));
+    /// The image and configuration of an earlier deployment, for a rollback.
+    async fn rollback_release(
+        &self,
+        application: &ApplicationRecord,
+        target: berth_domain::DeploymentId,
+    ) -> Result<Result<Release, StepFailure>, EngineError> {
+        let engine = self.engine;
+        let service = engine
+            .store
+            .deployment_services(target)
+            .await?
+            .into_iter()
+            .find(|s| s.application_id == application.id);
+        let work = async {
+            let fail = |message: String| StepFailure::new(StepName::Build, message);
+            let service = service.ok_or_else(|| {
+                fail(format!("deployment {target} did not deploy {}", application.name))
+            })?;
+            let image = service
+                .image
+                .clone()
+                .ok_or_else(|| fail(format!("deployment {target} recorded no image")))?;
+            let sealed = service.config_snapshot.as_deref().ok_or_else(|| {
+                fail(format!("deployment {target} has no configuration snapshot"))
+            })?;
+            let snapshot =
+                ServiceSnapshot::open(&engine.key, sealed).map_err(|e| fail(e.to_string()))?;
+            let exists = engine
+                .adapters
+                .builder
+                .image_exists(&image)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            if !exists {
+                return Err(fail(format!(
+                    "the image of deployment {target} was pruned (Berth keeps the images of the last {} successful deployments); deploy its commit again instead",
+                    engine.config.keep_successful_images
+                )));
             }
+            let message = format!("rolling back to deployment {target}: reusing {image}");
+            Ok((Release { image, commit: service.git_commit.clone(), snapshot }, Some(message)))
         };
-
-        // health
-        let healthy = self
-            .step(
-                application,
-                StepName::Health,
-                deadlines.health + Duration::from_secs(5),
-                self.wait_healthy(application, &container_name, published),
-            )
-            .await?;
-        if let Err(failure) = healthy {
-            self.capture_container_output(app_name, &container_name).await;
-            self.discard_container(&container_name).await;
-            return Ok(Err(failure));
-        }
-
-        // route: switch traffic, then record the new container as current.
-        let previous = engine.serving_container_name(application).await?;
-        let routed = self
-            .step(application, StepName::Route, deadlines.route, async {
-                let _guard = engine.reconcile_lock.lock().await;
-                let override_route = published.map(|address| (application.id, address));
-                let message = if application.spec.is_routed() {
-                    engine
-                        .publish_routes(override_route)
-                        .await
-                        .map_err(|e| StepFailure::new(StepName::Route, e.to_string()))?;
-                    let host = berth_domain::Hostname::for_application(
-                        &application.name,
-                        &self.environment.name,
-                        &self.project.name,
-                        &engine.config.base_domain,
-                    );
-                    Some(format!(
-                        "{host} now routes to {}",
-                        published.map(|a| a.to_string()).unwrap_or_default()
-                    ))
-                } else {
-                    Some("no public route (private application or worker)".to_owned())
-                };
-                engine
-                    .store
-                    .set_current_deployment(application.id, self.deployment.id)
-                    .await
-                    .map_err(|e| StepFailure::new(StepName::Route, e.to_string()))?;
-                Ok(((), message))
-            })
-            .await?;
-        if let Err(failure) = routed {
-            self.discard_container(&container_name).await;
-            return Ok(Err(failure));
-        }
-
-        // retire
-        let grace = deadlines.retire_grace;
-        let retired = self
-            .step(application, StepName::Retire, grace + Duration::from_secs(30), async {
-                match previous.filter(|p| *p != container_name) {
-                    Some(old) => engine
-                        .adapters
-                        .runtime
-                        .remove_container(&old, grace)
-                        .await
-                        .map(|()| ((), Some(format!("stopped {old}"))))
-                        .map_err(|e| StepFailure::new(StepName::Retire, e.to_string())),
-                    None => Ok(((), Some("no previous version to retire".to_owned()))),
-                }
-            })
-            .await?;
-        // A failed retire leaves an extra container that the reconciler collects; the new
-        // version already serves, so the deployment itself succeeded.
-        if let Err(failure) = retired {
-            tracing::warn!(application = app_name, reason = %failure.message, "retire failed; the reconciler will collect the old container");
-        }
-        Ok(Ok(()))
+        self.step(application, StepName::Build, engine.config.deadlines.build, work).await
     }
 
     async fn clone_source(
         &self,
         application: &ApplicationRecord,
         checkout: &std::path::Path,
-    ) -> Result<(String, Option<String>), StepFailure> {
+    ) -> StepResult<String> {
         let engine = self.engine;
         let ApplicationSource::Git(git) = &application.spec.source else {
             return Err(StepFailure::new(StepName::Clone, "not a Git application"));
@@ -424,11 +550,7 @@ impl Run<'_> {
         })
     }
 
-    async fn build_image(
-        &self,
-        request: BuildRequest,
-        application: &str,
-    ) -> Result<((), Option<String>), StepFailure> {
+    async fn build_image(&self, request: BuildRequest, application: &str) -> StepResult<()> {
         let builder = &self.engine.adapters.builder;
         let as_failure =
             |e: crate::adapters::BuildError| StepFailure::new(StepName::Build, e.to_string());
@@ -443,35 +565,55 @@ impl Run<'_> {
         Ok(((), Some(format!("built {}", request.tag))))
     }
 
-    async fn start_container(
+    /// Project, environment and application variables, secrets decrypted.
+    async fn resolve_variables(
         &self,
         application: &ApplicationRecord,
+    ) -> Result<Vec<(String, String)>, StepFailure> {
+        crate::snapshot::resolve_application_variables(
+            self.engine,
+            self.project.id,
+            self.environment.id,
+            application.id,
+        )
+        .await
+        .map_err(|message| StepFailure::new(StepName::Start, message))
+    }
+
+    /// The release's variables plus the built-ins of this deployment.
+    fn container_environment(
+        &self,
+        application: &ApplicationRecord,
+        release: &Release,
+    ) -> Vec<(String, String)> {
+        let mut env = release.snapshot.variables.clone();
+        env.extend(
+            berth_domain::variables::BuiltinVariables {
+                port: release.snapshot.spec.port,
+                project_name: self.project.name.as_str(),
+                environment_name: self.environment.name.as_str(),
+                application_name: application.name.as_str(),
+                git_commit: release.commit.as_deref(),
+                deployment_id: self.deployment.id.to_string(),
+            }
+            .to_pairs(),
+        );
+        env
+    }
+
+    fn container_spec(
+        &self,
+        application: &ApplicationRecord,
+        spec: &ApplicationSpec,
         image: &str,
-        container_name: &str,
-        commit: Option<&str>,
-    ) -> Result<(Option<SocketAddr>, Option<String>), StepFailure> {
+        env: &[(String, String)],
+        name: &str,
+    ) -> ContainerSpec {
         let engine = self.engine;
-        let env = self.container_environment(application, commit).await?;
-        let network = naming::environment_network(self.environment.id);
-        let fail =
-            |e: crate::adapters::RuntimeError| StepFailure::new(StepName::Start, e.to_string());
-        engine
-            .adapters
-            .runtime
-            .ensure_network(&NetworkSpec {
-                name: network.clone(),
-                labels: labels::environment_labels(
-                    engine.organization,
-                    self.project.id,
-                    self.environment.id,
-                ),
-            })
-            .await
-            .map_err(fail)?;
-        let spec = ContainerSpec {
-            name: container_name.to_owned(),
+        ContainerSpec {
+            name: name.to_owned(),
             image: image.to_owned(),
-            env,
+            env: env.to_vec(),
             labels: labels::application_container_labels(
                 engine.organization,
                 self.project.id,
@@ -479,87 +621,145 @@ impl Run<'_> {
                 application.id,
                 self.deployment.id,
             ),
-            network,
+            network: naming::environment_network(self.environment.id),
             network_aliases: vec![application.name.to_string()],
-            port: application.spec.port,
-            cpu_millis: application.spec.cpu.map(|c| c.millis()),
-            memory_bytes: application.spec.memory.map(|m| m.bytes()),
-        };
-        let state = engine.adapters.runtime.start_container(&spec).await.map_err(fail)?;
-        let message = match state.published {
-            Some(address) => format!(
-                "started {container_name}, port {} published on {address}",
-                spec.port.unwrap_or(0)
-            ),
-            None => format!("started {container_name}"),
-        };
-        Ok((state.published, Some(message)))
+            port: spec.port,
+            cpu_millis: spec.cpu.map(|c| c.millis()),
+            memory_bytes: spec.memory.map(|m| m.bytes()),
+        }
     }
 
-    /// Project, environment and application variables (secrets decrypted) plus built-ins.
-    async fn container_environment(
-        &self,
-        application: &ApplicationRecord,
-        commit: Option<&str>,
-    ) -> Result<Vec<(String, String)>, StepFailure> {
+    async fn ensure_network(&self) -> Result<(), StepFailure> {
         let engine = self.engine;
-        let fail = |message: String| StepFailure::new(StepName::Start, message);
-        let records = engine
-            .store
-            .variables_for_application(VariableOwner {
-                project_id: self.project.id,
-                environment_id: Some(self.environment.id),
-                application_id: Some(application.id),
+        engine
+            .adapters
+            .runtime
+            .ensure_network(&NetworkSpec {
+                name: naming::environment_network(self.environment.id),
+                labels: labels::environment_labels(
+                    engine.organization,
+                    self.project.id,
+                    self.environment.id,
+                ),
             })
             .await
-            .map_err(|e| fail(e.to_string()))?;
-        let mut resolved = Vec::with_capacity(records.len());
-        for record in records {
-            let (value, secret) = match &record.value {
-                StoredValue::Plain(text) => (text.clone(), false),
-                StoredValue::Encrypted(sealed) => (
-                    engine
-                        .key
-                        .decrypt_string(sealed)
-                        .map_err(|e| fail(format!("variable {}: {e}", record.name)))?,
-                    true,
-                ),
-            };
-            resolved.push(ResolvedVariable {
-                scope: record.owner.scope(),
-                name: record.name,
-                value,
-                secret,
-            });
-        }
-        let mut env: Vec<(String, String)> =
-            resolve(&resolved).into_values().map(|v| (v.name.to_string(), v.value)).collect();
-        env.extend(
-            BuiltinVariables {
-                port: application.spec.port,
-                project_name: self.project.name.as_str(),
-                environment_name: self.environment.name.as_str(),
-                application_name: application.name.as_str(),
-                git_commit: commit,
-                deployment_id: self.deployment.id.to_string(),
-            }
-            .to_pairs(),
-        );
-        Ok(env)
+            .map_err(|e| StepFailure::new(StepName::Start, e.to_string()))
     }
 
-    /// Waits until the container accepts connections on its published port (or, for a
-    /// worker, stays up for a moment), failing early when it exits.
-    async fn wait_healthy(
+    async fn run_release_command(
         &self,
         application: &ApplicationRecord,
+        release: &Release,
+        env: &[(String, String)],
+        base_name: &str,
+        command: &str,
+    ) -> StepResult<()> {
+        let fail = |message: String| StepFailure::new(StepName::Release, message);
+        self.ensure_network().await.map_err(|f| fail(f.message))?;
+        let spec = self.container_spec(
+            application,
+            &release.snapshot.spec,
+            &release.image,
+            env,
+            &format!("{base_name}-release"),
+        );
+        let sink = self.log.for_step(Some(application.name.as_str()), StepName::Release.as_str());
+        let (sender, mut receiver) = tokio::sync::mpsc::channel::<String>(256);
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()];
+        let runtime = &self.engine.adapters.runtime;
+        let run =
+            runtime.run_to_completion(&spec, &argv, self.engine.config.deadlines.release, sender);
+        let mut tail: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+        let collect = async {
+            while let Some(line) = receiver.recv().await {
+                sink.line(&line);
+                if tail.len() == 15 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+        };
+        let (code, ()) = tokio::join!(run, collect);
+        let code = code.map_err(|e| fail(e.to_string()))?;
+        if code != 0 {
+            let mut message = format!(
+                "the release command `{command}` exited with code {code}; nothing was switched"
+            );
+            if !tail.is_empty() {
+                message.push_str("; last output:\n");
+                message.push_str(&tail.into_iter().collect::<Vec<_>>().join("\n"));
+            }
+            return Err(fail(message));
+        }
+        Ok(((), Some(format!("`{command}` exited with code 0"))))
+    }
+
+    async fn start_instances(
+        &self,
+        application: &ApplicationRecord,
+        spec: &ApplicationSpec,
+        image: &str,
+        env: &[(String, String)],
+        names: &[String],
+    ) -> StepResult<Vec<Option<SocketAddr>>> {
+        self.ensure_network().await?;
+        let runtime = &self.engine.adapters.runtime;
+        let starts = names.iter().map(|name| {
+            let container = self.container_spec(application, spec, image, env, name);
+            async move { runtime.start_container(&container).await }
+        });
+        let mut addresses = Vec::with_capacity(names.len());
+        for state in futures_util::future::join_all(starts).await {
+            let state = state.map_err(|e| StepFailure::new(StepName::Start, e.to_string()))?;
+            addresses.push(state.published);
+        }
+        let shown: Vec<String> = addresses.iter().flatten().map(ToString::to_string).collect();
+        let message = if shown.is_empty() {
+            format!("started {} instance(s)", names.len())
+        } else {
+            format!("started {} instance(s) on {}", names.len(), shown.join(", "))
+        };
+        Ok((addresses, Some(message)))
+    }
+
+    async fn wait_all_healthy(
+        &self,
+        spec: &ApplicationSpec,
+        names: &[String],
+        addresses: &[Option<SocketAddr>],
+    ) -> StepResult<()> {
+        tokio::time::sleep(spec.health_check.start_delay()).await;
+        let waits = names
+            .iter()
+            .zip(addresses)
+            .map(|(name, address)| self.wait_healthy(spec, name, *address));
+        for result in futures_util::future::join_all(waits).await {
+            result?;
+        }
+        let what = match (&spec.health_check.probe, spec.port) {
+            (_, None) => "running (no port to check)".to_owned(),
+            (berth_domain::health::HealthProbe::Tcp, Some(port)) => {
+                format!("accepting connections on port {port}")
+            }
+            (berth_domain::health::HealthProbe::Http { path, .. }, Some(_)) => {
+                format!("GET {path} answers as expected")
+            }
+        };
+        Ok(((), Some(format!("{} instance(s) {what}", names.len()))))
+    }
+
+    /// Waits until one instance passes its check (or, for a worker, stays up for a
+    /// moment), failing early when it exits.
+    async fn wait_healthy(
+        &self,
+        spec: &ApplicationSpec,
         container_name: &str,
         published: Option<SocketAddr>,
-    ) -> Result<((), Option<String>), StepFailure> {
+    ) -> Result<(), StepFailure> {
         let runtime = &self.engine.adapters.runtime;
         let deadline = tokio::time::Instant::now() + self.engine.config.deadlines.health;
         let worker_settle = tokio::time::Instant::now() + Duration::from_secs(2);
-        let memory = application.spec.memory.map(|m| m.mib());
+        let mut last_error = String::from("no check ran yet");
         loop {
             let state = runtime
                 .inspect_container(container_name)
@@ -568,19 +768,19 @@ impl Run<'_> {
             let Some(state) = state else {
                 return Err(StepFailure::new(
                     StepName::Health,
-                    "the container disappeared while starting",
+                    format!("{container_name} disappeared while starting"),
                 ));
             };
             if !state.running {
                 let tail = runtime.container_logs(container_name, 15).await.unwrap_or_default();
                 let mut message = if state.oom_killed {
                     format!(
-                        "the container was killed because it exceeded its memory limit{} (OOM); raise it with `berth application update --memory MB`",
-                        memory.map(|m| format!(" of {m} MiB")).unwrap_or_default()
+                        "{container_name} was killed because it exceeded its memory limit{} (OOM); raise it with `berth application update --memory MB`",
+                        spec.memory.map(|m| format!(" of {} MiB", m.mib())).unwrap_or_default()
                     )
                 } else {
                     format!(
-                        "the container exited with code {} before it became healthy",
+                        "{container_name} exited with code {} before it became healthy",
                         state.exit_code.unwrap_or(-1)
                     )
                 };
@@ -591,27 +791,25 @@ impl Run<'_> {
                 return Err(StepFailure::new(StepName::Health, message));
             }
             match published {
-                Some(address) if accepts_connections(address).await => {
-                    return Ok((
-                        (),
-                        Some(format!(
-                            "accepting connections on port {}",
-                            application.spec.port.unwrap_or(0)
-                        )),
-                    ));
-                }
-                Some(_) => {}
-                None if tokio::time::Instant::now() >= worker_settle => {
-                    return Ok(((), Some("running (no port to check)".to_owned())));
-                }
+                Some(address) => match crate::probe::probe(
+                    &spec.health_check.probe,
+                    address,
+                    spec.health_check.timeout(),
+                )
+                .await
+                {
+                    Ok(()) => return Ok(()),
+                    Err(error) => last_error = error,
+                },
+                None if tokio::time::Instant::now() >= worker_settle => return Ok(()),
                 None => {}
             }
             if tokio::time::Instant::now() >= deadline {
                 return Err(StepFailure::new(
                     StepName::Health,
                     format!(
-                        "the application did not accept connections on port {} within {} s; make sure it listens on 0.0.0.0 at the port given in $PORT",
-                        application.spec.port.unwrap_or(0),
+                        "{container_name} did not pass its health check on port {} within {} s (last result: {last_error}); make sure the application listens on 0.0.0.0 at the port given in $PORT",
+                        spec.port.unwrap_or(0),
                         self.engine.config.deadlines.health.as_secs()
                     ),
                 ));
@@ -620,9 +818,53 @@ impl Run<'_> {
         }
     }
 
+    async fn switch_traffic(
+        &self,
+        application: &ApplicationRecord,
+        spec: &ApplicationSpec,
+        names: &[String],
+        addresses: &[Option<SocketAddr>],
+    ) -> StepResult<()> {
+        let engine = self.engine;
+        let fail = |message: String| StepFailure::new(StepName::Route, message);
+        let _guard = engine.reconcile_lock.lock().await;
+        let upstreams: Vec<SocketAddr> = addresses.iter().flatten().copied().collect();
+        let message = if spec.is_routed() {
+            engine
+                .publish_routes_locked(Some((application.id, upstreams.clone())))
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            let host = berth_domain::Hostname::for_application(
+                &application.name,
+                &self.environment.name,
+                &self.project.name,
+                &engine.config.base_domain,
+            );
+            let shown: Vec<String> = upstreams.iter().map(ToString::to_string).collect();
+            Some(format!("{host} now routes to {}", shown.join(", ")))
+        } else {
+            Some("no public route (private application or worker)".to_owned())
+        };
+        engine
+            .store
+            .set_current_deployment(application.id, self.deployment.id)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        // From now on a crash is Docker's to restart (with backoff), not a failed rollout.
+        for name in names {
+            if let Err(error) = engine.adapters.runtime.set_restart_on_failure(name, true).await {
+                tracing::warn!(container = %name, %error, "could not enable restarts");
+            }
+        }
+        Ok(((), message))
+    }
+
     async fn capture_container_output(&self, application: &str, container_name: &str) {
         let sink = self.log.for_step(Some(application), StepName::Health.as_str());
         if let Ok(lines) = self.engine.adapters.runtime.container_logs(container_name, 50).await {
+            if lines.is_empty() {
+                return;
+            }
             sink.line(&format!("--- last output of {container_name} ---"));
             for line in lines {
                 sink.line(&line);
@@ -630,40 +872,20 @@ impl Run<'_> {
         }
     }
 
-    async fn discard_container(&self, container_name: &str) {
-        if let Err(error) = self
-            .engine
-            .adapters
-            .runtime
-            .remove_container(container_name, Duration::from_secs(2))
-            .await
-        {
-            tracing::warn!(container = container_name, %error, "could not remove a failed container; the reconciler will");
+    async fn discard_containers(&self, names: &[String]) {
+        for name in names {
+            if let Err(error) =
+                self.engine.adapters.runtime.remove_container(name, Duration::from_secs(2)).await
+            {
+                tracing::warn!(container = %name, %error, "could not remove a failed container; the reconciler will");
+            }
         }
     }
 }
 
-/// A TCP check through the published port. Docker's userland proxy accepts connections
-/// on a published port even when nothing listens in the container, and then closes them
-/// at once; so a connection counts only if it stays open (or the server speaks first).
-async fn accepts_connections(address: SocketAddr) -> bool {
-    let connect =
-        tokio::time::timeout(Duration::from_secs(1), tokio::net::TcpStream::connect(address)).await;
-    let Ok(Ok(mut stream)) = connect else {
-        return false;
-    };
-    let mut buffer = [0u8; 1];
-    match tokio::time::timeout(Duration::from_millis(150), stream.read(&mut buffer)).await {
-        Err(_) => true,
-        Ok(Ok(n)) => n > 0,
-        Ok(Err(_)) => false,
-    }
-}
-
 async fn remove_dir(path: &std::path::Path) {
-    let path: PathBuf = path.to_owned();
-    if tokio::fs::metadata(&path).await.is_ok() {
-        if let Err(error) = tokio::fs::remove_dir_all(&path).await {
+    if tokio::fs::metadata(path).await.is_ok() {
+        if let Err(error) = tokio::fs::remove_dir_all(path).await {
             tracing::warn!(path = %path.display(), %error, "could not remove a checkout");
         }
     }

@@ -5,11 +5,16 @@
 pub mod adapters;
 pub mod config;
 mod engine;
+mod exec;
 mod executor;
 mod logsink;
+mod monitor;
 pub mod naming;
+mod probe;
 mod reconcile;
 mod routes;
 pub mod secrets;
+mod snapshot;
 
 pub use engine::{Adapters, Engine, EngineError, ObservedApplication};
+pub use exec::{ExecError, EXEC_TIMEOUT};

@@ -10,7 +10,7 @@ pub fn environment_network(environment: EnvironmentId) -> String {
     format!("berth-env-{environment}")
 }
 
-/// The container of one application instance for one deployment.
+/// The base name of an application's containers for one deployment.
 pub fn application_container(
     project: &ResourceName,
     environment: &ResourceName,
@@ -26,6 +26,11 @@ pub fn application_container(
         cut(application.as_str()),
         deployment.short()
     )
+}
+
+/// The container of instance `index` of a deployment (`<base>-<index>`).
+pub fn instance_container(base: &str, index: u16) -> String {
+    format!("{base}-{index}")
 }
 
 /// The inputs that determine a built image: the same inputs reuse the same image.

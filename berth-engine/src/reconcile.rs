@@ -26,7 +26,7 @@ impl Engine {
                 break;
             }
         }
-        if let Err(error) = self.publish_routes(None).await {
+        if let Err(error) = self.publish_routes_locked(None).await {
             tracing::warn!(%error, "could not publish routes to the edge proxy; will retry");
         }
         Ok(())
@@ -34,7 +34,8 @@ impl Engine {
 
     /// Returns whether anything changed.
     async fn reconcile_once(&self) -> Result<bool, EngineError> {
-        let desired = self.store.desired_state(self.organization).await?;
+        let desired =
+            self.store.desired_state(self.organization, self.config.keep_successful_images).await?;
         let observed = self.adapters.runtime.list_managed().await?;
         let deployments_running =
             !self.store.deployments_with_status(DeploymentStatus::Running).await?.is_empty();

@@ -13,7 +13,7 @@ use crate::engine::{Engine, EngineError};
 /// (the proxy then answers 503) when that container is not running.
 pub(crate) async fn compute_route_table(
     engine: &Engine,
-    override_route: Option<(ApplicationId, SocketAddr)>,
+    override_route: Option<(ApplicationId, Vec<SocketAddr>)>,
 ) -> Result<RouteTable, EngineError> {
     let store = &engine.store;
     let projects: BTreeMap<_, _> = store
@@ -41,11 +41,11 @@ pub(crate) async fn compute_route_table(
         let Some(project) = projects.get(&environment.project_id) else {
             continue;
         };
-        let address = match override_route {
-            Some((id, address)) if id == application.id => Some(address),
-            _ => engine.serving_address(&application).await?,
+        let upstreams = match &override_route {
+            Some((id, addresses)) if *id == application.id => addresses.clone(),
+            _ => engine.serving_addresses(&application).await?,
         };
-        if application.current_deployment_id.is_none() && address.is_none() {
+        if application.current_deployment_id.is_none() && upstreams.is_empty() {
             continue;
         }
         let host = Hostname::for_application(
@@ -54,7 +54,7 @@ pub(crate) async fn compute_route_table(
             &project.name,
             &engine.config.base_domain,
         );
-        routes.push(Route { host: host.to_string(), upstreams: address.into_iter().collect() });
+        routes.push(Route { host: host.to_string(), upstreams });
     }
     routes.sort_by(|a, b| a.host.cmp(&b.host));
     Ok(RouteTable { generation: engine.next_generation(), routes })

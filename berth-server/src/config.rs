@@ -49,6 +49,28 @@ pub struct ServerArgs {
     #[arg(long, env = "BERTH_BUILD_TIMEOUT", default_value_t = 1800)]
     pub build_timeout_secs: u64,
 
+    /// Seconds a release command may run.
+    #[arg(long, env = "BERTH_RELEASE_TIMEOUT", default_value_t = 900)]
+    pub release_timeout_secs: u64,
+
+    /// Seconds a Git fetch may take.
+    #[arg(long, env = "BERTH_CLONE_TIMEOUT", default_value_t = 600)]
+    pub clone_timeout_secs: u64,
+
+    /// Seconds to create and start an application's containers.
+    #[arg(long, env = "BERTH_START_TIMEOUT", default_value_t = 120)]
+    pub start_timeout_secs: u64,
+
+    /// Keep the images of this many most recent successful deployments per application
+    /// (for rollbacks); older images are removed.
+    #[arg(long, env = "BERTH_KEEP_IMAGES", default_value_t = 5)]
+    pub keep_images: u32,
+
+    /// Test hook: pause the engine when a deployment reaches this step (clone, build,
+    /// release, start, health, route, retire), writing `<data-dir>/paused-at-<step>`.
+    #[arg(long, env = "BERTH_TEST_PAUSE_AT", hide = true)]
+    pub test_pause_at: Option<String>,
+
     /// Do not start a `berth proxy` process (for tests that run their own).
     #[arg(long, env = "BERTH_NO_PROXY", hide = true)]
     pub no_proxy: bool,
@@ -95,6 +117,11 @@ pub struct ServerSettings {
     pub docker_socket: String,
     pub health_timeout: Duration,
     pub build_timeout: Duration,
+    pub release_timeout: Duration,
+    pub clone_timeout: Duration,
+    pub start_timeout: Duration,
+    pub keep_images: u32,
+    pub pause_at: Option<berth_domain::deployment::StepName>,
     pub start_proxy: bool,
 }
 
@@ -103,9 +130,26 @@ impl ServerArgs {
         let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
         let base_domain =
             Hostname::parse(&self.base_domain).map_err(|e| format!("--base-domain: {e}"))?;
-        if self.health_timeout_secs == 0 || self.build_timeout_secs == 0 {
+        let timeouts = [
+            self.health_timeout_secs,
+            self.build_timeout_secs,
+            self.release_timeout_secs,
+            self.clone_timeout_secs,
+            self.start_timeout_secs,
+        ];
+        if timeouts.contains(&0) {
             return Err("timeouts must be at least 1 second".into());
         }
+        if self.keep_images == 0 {
+            return Err(
+                "--keep-images must be at least 1 (the serving image is always kept)".into()
+            );
+        }
+        let pause_at = self
+            .test_pause_at
+            .as_deref()
+            .map(|step| step.parse().map_err(|_| format!("--test-pause-at: unknown step {step:?}")))
+            .transpose()?;
         Ok(ServerSettings {
             master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
@@ -116,6 +160,11 @@ impl ServerArgs {
             docker_socket: self.docker_socket,
             health_timeout: Duration::from_secs(self.health_timeout_secs),
             build_timeout: Duration::from_secs(self.build_timeout_secs),
+            release_timeout: Duration::from_secs(self.release_timeout_secs),
+            clone_timeout: Duration::from_secs(self.clone_timeout_secs),
+            start_timeout: Duration::from_secs(self.start_timeout_secs),
+            keep_images: self.keep_images,
+            pause_at,
             start_proxy: !self.no_proxy,
         })
     }

@@ -54,9 +54,14 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         deadlines: StepDeadlines {
             health: settings.health_timeout,
             build: settings.build_timeout,
+            release: settings.release_timeout,
+            clone: settings.clone_timeout,
+            start: settings.start_timeout,
             ..StepDeadlines::default()
         },
         max_parallel_deployments: 4,
+        keep_successful_images: settings.keep_images,
+        pause_at: settings.pause_at,
     };
     let engine = Engine::new(store.clone(), adapters, key.clone(), engine_config, organization.id);
     let shutdown = CancellationToken::new();

@@ -33,6 +33,7 @@ fn deployment_from_row(row: &SqliteRow) -> Result<DeploymentRecord, StoreError> 
             .map(|json| serde_json::from_str(&json))
             .transpose()
             .map_err(|e| StoreError::corrupt("deployment failure", e))?,
+        rollback_of: parse_opt_id("deployment id", row.try_get("rollback_of")?)?,
     })
 }
 
@@ -54,13 +55,16 @@ fn step_from_row(row: &SqliteRow) -> Result<StepRecord, StoreError> {
 }
 
 impl Store {
-    /// Queues a deployment request.
+    /// Queues a deployment request. Queued requests it covers (the same application, or
+    /// any when it deploys the whole environment) are marked superseded: only the newest
+    /// request matters.
     pub async fn create_deployment(
         &self,
         project: ProjectId,
         environment: EnvironmentId,
         application: Option<ApplicationId>,
         trigger: &str,
+        rollback_of: Option<DeploymentId>,
     ) -> Result<DeploymentRecord, StoreError> {
         let record = DeploymentRecord {
             id: DeploymentId::new_random(),
@@ -73,9 +77,20 @@ impl Store {
             started_at: None,
             finished_at: None,
             failure: None,
+            rollback_of,
         };
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "INSERT INTO deployments (id, project_id, environment_id, application_id, status, trigger, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "UPDATE deployments SET status = 'superseded', finished_at = ? WHERE environment_id = ? AND status = 'queued' AND (? IS NULL OR application_id = ?)",
+        )
+        .bind(&record.created_at)
+        .bind(environment.to_string())
+        .bind(application.map(|a| a.to_string()))
+        .bind(application.map(|a| a.to_string()))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO deployments (id, project_id, environment_id, application_id, status, trigger, created_at, rollback_of) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(record.id.to_string())
         .bind(project.to_string())
@@ -84,8 +99,10 @@ impl Store {
         .bind(record.status.as_str())
         .bind(trigger)
         .bind(&record.created_at)
-        .execute(self.pool())
+        .bind(rollback_of.map(|d| d.to_string()))
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         Ok(record)
     }
 
@@ -168,6 +185,35 @@ impl Store {
         Ok(result.rows_affected())
     }
 
+    /// Cancels a deployment that is still queued; `Ok(false)` when it is not queued.
+    pub async fn cancel_queued_deployment(&self, id: DeploymentId) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE deployments SET status = 'cancelled', finished_at = ? WHERE id = ? AND status = 'queued'")
+            .bind(now_rfc3339())
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Deployments of one application (those covering it alone or its whole
+    /// environment), newest first.
+    pub async fn list_application_deployments(
+        &self,
+        environment: EnvironmentId,
+        application: ApplicationId,
+        limit: u32,
+    ) -> Result<Vec<DeploymentRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM deployments WHERE environment_id = ? AND (application_id IS NULL OR application_id = ?) ORDER BY created_at DESC, rowid DESC LIMIT ?",
+        )
+        .bind(environment.to_string())
+        .bind(application.to_string())
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
     /// Records a terminal state.
     pub async fn finish_deployment(
         &self,
@@ -196,8 +242,8 @@ impl Store {
         service: &DeploymentServiceRecord,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO deployment_services (deployment_id, application_id, application_name, git_commit, image, container_name) VALUES (?, ?, ?, ?, ?, ?)
-             ON CONFLICT (deployment_id, application_id) DO UPDATE SET git_commit = excluded.git_commit, image = excluded.image, container_name = excluded.container_name",
+            "INSERT INTO deployment_services (deployment_id, application_id, application_name, git_commit, image, container_name, instances, config_snapshot) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (deployment_id, application_id) DO UPDATE SET git_commit = excluded.git_commit, image = excluded.image, container_name = excluded.container_name, instances = excluded.instances, config_snapshot = excluded.config_snapshot",
         )
         .bind(service.deployment_id.to_string())
         .bind(service.application_id.to_string())
@@ -205,6 +251,8 @@ impl Store {
         .bind(&service.git_commit)
         .bind(&service.image)
         .bind(&service.container_name)
+        .bind(i64::from(service.instances))
+        .bind(&service.config_snapshot)
         .execute(self.pool())
         .await?;
         Ok(())
@@ -229,6 +277,8 @@ impl Store {
                     git_commit: row.try_get("git_commit")?,
                     image: row.try_get("image")?,
                     container_name: row.try_get("container_name")?,
+                    instances: u16::try_from(row.try_get::<i64, _>("instances")?).unwrap_or(1),
+                    config_snapshot: row.try_get("config_snapshot")?,
                 })
             })
             .collect()
@@ -360,10 +410,12 @@ impl Store {
     }
 
     /// What must exist in the runtime for `organization`: active resources, the serving
-    /// and in-progress deployments, and the images they reference.
+    /// and in-progress deployments, and the images they reference — including those of
+    /// the last `keep_successful` successful deployments of each application (rollbacks).
     pub async fn desired_state(
         &self,
         organization: OrganizationId,
+        keep_successful: u32,
     ) -> Result<DesiredState, StoreError> {
         let org = organization.to_string();
         let ids = |rows: Vec<String>, what: &'static str| -> Result<Vec<uuid::Uuid>, StoreError> {
@@ -396,11 +448,17 @@ impl Store {
         // Images of serving and in-progress deployments, and of the last successful
         // deployments (kept for redeploys and rollbacks).
         let images: Vec<String> = sqlx::query_scalar(
-            "SELECT s.image FROM deployment_services s JOIN deployments d ON d.id = s.deployment_id
-             JOIN applications a ON a.id = s.application_id
-             WHERE s.image IS NOT NULL AND a.status = 'active' AND (d.status IN ('queued', 'running', 'succeeded')
-                OR d.id = a.current_deployment_id)",
+            "SELECT image FROM (
+                SELECT s.image, d.status, d.id AS deployment_id, a.current_deployment_id,
+                       ROW_NUMBER() OVER (PARTITION BY s.application_id, d.status = 'succeeded' ORDER BY d.created_at DESC, d.rowid DESC) AS recency
+                FROM deployment_services s
+                JOIN deployments d ON d.id = s.deployment_id
+                JOIN applications a ON a.id = s.application_id
+                WHERE s.image IS NOT NULL AND a.status = 'active')
+             WHERE status IN ('queued', 'running') OR deployment_id = current_deployment_id
+                OR (status = 'succeeded' AND recency <= ?)",
         )
+        .bind(i64::from(keep_successful))
         .fetch_all(self.pool())
         .await?;
         Ok(DesiredState {

@@ -143,6 +143,8 @@ pub struct DeploymentRecord {
     pub started_at: Option<String>,
     pub finished_at: Option<String>,
     pub failure: Option<FailureReason>,
+    /// Set when this deployment redeploys an earlier one's images and configuration.
+    pub rollback_of: Option<DeploymentId>,
 }
 
 #[derive(Debug, Clone)]
@@ -152,7 +154,11 @@ pub struct DeploymentServiceRecord {
     pub application_name: String,
     pub git_commit: Option<String>,
     pub image: Option<String>,
+    /// Base name of the instances' containers (`<base>-<index>`).
     pub container_name: Option<String>,
+    pub instances: u16,
+    /// The application's spec and resolved environment at deploy time, encrypted.
+    pub config_snapshot: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]

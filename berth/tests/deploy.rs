@@ -4,8 +4,9 @@
 //! user's variables at the right precedence; a secret reaches the container and nothing
 //! else; a new commit is served after a redeploy; `status` and `logs` tell what runs; and
 //! deleting the project removes everything labelled for it and nothing else (decoys: an
-//! unlabelled container named like Berth's, a container carrying the project's id but
-//! another organization's label, and another project's deployed application).
+//! unlabelled container named like Berth's and another project's deployed application; a
+//! container carrying the project's id under another organization's label neither blocks
+//! the deletion nor is removed).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -14,6 +15,9 @@ use test_support::harness::{
     as_pairs, docker, files_containing, files_in, labelled_objects, unique_name, wait_for,
     CliOutput, ContainerGuard, ServerOptions, TestServer, BASE_IMAGE,
 };
+
+/// Deleting waits for the reconciler; a few seconds here. Longer means it hangs.
+const DELETE_DEADLINE: Duration = Duration::from_secs(60);
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
@@ -234,19 +238,6 @@ fn deploys_from_git_redeploys_a_new_commit_and_deletes_only_what_it_owns() {
     let unlabelled_decoy = format!("berth-{project}-production-web-decoy");
     decoys.run(&unlabelled_decoy, &[BASE_IMAGE, "sleep", "600"]);
     let project_id = server.project_id(&project);
-    let foreign_decoy = format!("{unlabelled_decoy}-foreign");
-    let foreign_labels = [
-        "berth.managed-by=berth".to_owned(),
-        // Another organization's object that happens to name this project's id.
-        "berth.organization=00000000-0000-4000-8000-00000000d0c0".to_owned(),
-        format!("berth.project={project_id}"),
-    ];
-    let mut foreign_args: Vec<&str> = Vec::new();
-    for label in &foreign_labels {
-        foreign_args.extend(["--label", label]);
-    }
-    foreign_args.extend([BASE_IMAGE, "sleep", "600"]);
-    decoys.run(&foreign_decoy, &foreign_args);
     server.create_project_and_environment(&other_project, "production");
     server
         .cli(&[
@@ -274,21 +265,19 @@ fn deploys_from_git_redeploys_a_new_commit_and_deletes_only_what_it_owns() {
         transcript.keep(server.cli(&["project", "delete", &project, "--yes"]).expect_success());
     assert!(deleted.combined().contains(&format!("deleted project {project}")), "{deleted}");
 
-    // Nothing labelled for the project remains but the other organization's decoy.
+    // Nothing labelled for the project remains: containers, networks, volumes, images.
     assert_eq!(
         labelled_objects(&format!("berth.project={project_id}")),
-        vec![format!("container {foreign_decoy}")],
-        "only the foreign decoy still carries the deleted project's id"
+        Vec::<String>::new(),
+        "objects labelled for the deleted project remain"
     );
     let listed = server.cli(&["project", "list", "--output", "json"]).expect_success();
     assert!(!listed.stdout.contains(&format!("\"{project}\"")), "project still listed:\n{listed}");
     let gone = server.proxy_get(&host, "/");
     assert_eq!(gone.status, 404, "the deleted application is no longer routed: {gone:?}");
     // The decoys and the other project are untouched and still served.
-    for decoy in [&unlabelled_decoy, &foreign_decoy] {
-        let state = docker(&["inspect", "--format", "{{.State.Running}}", decoy]);
-        assert_eq!(state.trim(), "true", "decoy {decoy} still runs");
-    }
+    let state = docker(&["inspect", "--format", "{{.State.Running}}", &unlabelled_decoy]);
+    assert_eq!(state.trim(), "true", "the unlabelled decoy {unlabelled_decoy} still runs");
     assert_eq!(
         labelled_objects(&format!("berth.project={other_project_id}")),
         other_objects_before,
@@ -311,5 +300,121 @@ fn deploys_from_git_redeploys_a_new_commit_and_deletes_only_what_it_owns() {
         files_containing(server.data_dir(), &secret),
         Vec::<PathBuf>::new(),
         "files in the data dir hold the secret in clear"
+    );
+}
+
+#[test]
+fn deleting_a_project_ignores_another_organizations_objects_naming_it() {
+    let server = TestServer::start(berth_binary(), ServerOptions::default());
+    let project = unique_name("dr");
+    server.create_project_and_environment(&project, "production");
+    let project_id = server.project_id(&project);
+    // Another Berth server's (organization's) object that names this project's id: Berth
+    // must neither remove it nor wait for it to disappear.
+    let mut decoys = ContainerGuard::new();
+    let foreign_decoy = format!("berth-{project}-production-web-foreign");
+    let labels = [
+        "berth.managed-by=berth".to_owned(),
+        "berth.organization=00000000-0000-4000-8000-00000000d0c0".to_owned(),
+        format!("berth.project={project_id}"),
+    ];
+    let mut args: Vec<&str> = Vec::new();
+    for label in &labels {
+        args.extend(["--label", label]);
+    }
+    args.extend([BASE_IMAGE, "sleep", "600"]);
+    decoys.run(&foreign_decoy, &args);
+
+    let deleted = server
+        .cli_within(DELETE_DEADLINE, &["project", "delete", &project, "--yes"])
+        .expect_success();
+    assert!(deleted.combined().contains(&format!("deleted project {project}")), "{deleted}");
+    let state = docker(&["inspect", "--format", "{{.State.Running}}", &foreign_decoy]);
+    assert_eq!(state.trim(), "true", "the other organization's container still runs");
+}
+
+/// Two Berth servers (two organizations) may share one Docker engine, as the tests here do:
+/// one server's cleanup must not remove the images the other keeps.
+#[test]
+fn another_servers_cleanup_keeps_this_servers_images() {
+    let server = TestServer::start(berth_binary(), ServerOptions::default());
+    let neighbour = TestServer::start(berth_binary(), ServerOptions::default());
+    let project = unique_name("di");
+    server.create_project_and_environment(&project, "production");
+    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("static-page"))), "main");
+    server
+        .cli(&[
+            "application",
+            "create",
+            "--project",
+            &project,
+            "--environment",
+            "production",
+            "web",
+            "--git",
+            &repo.file_url(),
+            "--port",
+            "8080",
+        ])
+        .expect_success();
+    let deploy = ["deploy", "--project", &project, "--environment", "production", "--wait"];
+    server.cli(&deploy).expect_success();
+    let listed = server
+        .cli(&[
+            "deployment",
+            "list",
+            "--project",
+            &project,
+            "--environment",
+            "production",
+            "--output",
+            "json",
+        ])
+        .expect_success();
+    let first_image =
+        listed.json()[0]["services"][0]["image"].as_str().expect("the deployed image").to_owned();
+    // A second version: the first image is no longer used by a container, but the server
+    // keeps it (the last successful deployments stay available).
+    repo.commit(&[("index.html", "second version\n")], "main");
+    server.cli(&deploy).expect_success();
+    let shown = server
+        .cli(&[
+            "application",
+            "show",
+            "--project",
+            &project,
+            "--environment",
+            "production",
+            "web",
+            "--output",
+            "json",
+        ])
+        .expect_success();
+    let application_id = shown.json()["id"].as_str().expect("application id").to_owned();
+    let service_filter = format!("label=berth.service={application_id}");
+    wait_for(Duration::from_secs(30), "the retired container to be removed", || {
+        (docker(&["ps", "--all", "--quiet", "--filter", &service_filter]).lines().count() == 1)
+            .then_some(())
+    });
+    docker(&["image", "inspect", "--format", "{{.Id}}", &first_image]);
+
+    // The neighbour runs a cleanup pass: deleting one of its projects waits for one.
+    let other_project = unique_name("dj");
+    neighbour.create_project_and_environment(&other_project, "production");
+    neighbour
+        .cli_within(DELETE_DEADLINE, &["project", "delete", &other_project, "--yes"])
+        .expect_success();
+    let kept = test_support::harness::docker_output(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &first_image,
+    ])
+    .expect("run docker image inspect");
+    assert!(
+        kept.status.success(),
+        "the other server removed this server's image {first_image}:\n{}",
+        neighbour.server_log()
     );
 }

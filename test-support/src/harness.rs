@@ -132,6 +132,7 @@ pub struct TestServer {
     token: String,
     organization_id: String,
     server: Option<Child>,
+    server_log_path: PathBuf,
     stopped: bool,
 }
 
@@ -157,6 +158,7 @@ impl TestServer {
         std::fs::create_dir_all(directory.path().join("config")).expect("create the config dir");
         let mut server = TestServer {
             binary: binary.to_owned(),
+            server_log_path: directory.path().join("server.log"),
             data_dir,
             api_address: free_loopback_address(),
             proxy_address: free_loopback_address(),
@@ -183,6 +185,36 @@ impl TestServer {
         }
         server.stopped = true;
         panic!("berth server did not start: {last_failure}");
+    }
+
+    /// Takes charge of a server that something else started (e.g. `scripts/quickstart.sh`)
+    /// with `data_dir` (whose `server.log` is its log) on these addresses: the CLI and the
+    /// helpers work as for a started server, and dropping it stops the server and proxy by
+    /// their pid files and cleans up Docker. `directory` is kept until then.
+    pub fn adopt(
+        binary: &Path,
+        directory: tempfile::TempDir,
+        data_dir: &Path,
+        api_address: SocketAddr,
+        proxy_address: SocketAddr,
+    ) -> TestServer {
+        std::fs::create_dir_all(directory.path().join("config")).expect("create the config dir");
+        let mut server = TestServer {
+            binary: binary.to_owned(),
+            server_log_path: data_dir.join("server.log"),
+            data_dir: data_dir.to_owned(),
+            api_address,
+            proxy_address,
+            token: String::new(),
+            organization_id: String::new(),
+            server: None,
+            stopped: false,
+            directory,
+        };
+        if let Err(failure) = server.connect() {
+            panic!("cannot adopt the server on {api_address}: {failure}");
+        }
+        server
     }
 
     fn launch(&mut self, options: &ServerOptions) -> Result<(), String> {
@@ -231,6 +263,11 @@ impl TestServer {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+        self.connect()
+    }
+
+    /// Reads the admin token and the organization id of a server that answers.
+    fn connect(&mut self) -> Result<(), String> {
         let token_path = self.data_dir.join("admin.token");
         self.token = std::fs::read_to_string(&token_path)
             .map_err(|error| format!("read {}: {error}", token_path.display()))?
@@ -265,57 +302,29 @@ impl TestServer {
 
     /// Runs `berth ARGS` against this server (standard input empty).
     pub fn cli(&self, args: &[&str]) -> CliOutput {
-        self.run_cli(args, None)
+        self.run_cli(args, None, CLI_DEADLINE)
     }
 
     /// Runs `berth ARGS` with `stdin` as standard input.
     pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> CliOutput {
-        self.run_cli(args, Some(stdin))
+        self.run_cli(args, Some(stdin), CLI_DEADLINE)
     }
 
-    fn run_cli(&self, args: &[&str], stdin: Option<&str>) -> CliOutput {
+    /// Runs `berth ARGS`, panicking if it has not finished within `deadline` (for commands
+    /// that wait, such as `delete`, when a hang is the failure to report).
+    pub fn cli_within(&self, deadline: Duration, args: &[&str]) -> CliOutput {
+        self.run_cli(args, None, deadline)
+    }
+
+    fn run_cli(&self, args: &[&str], stdin: Option<&str>, timeout: Duration) -> CliOutput {
         let mut command = self.command();
         command
             .args(args)
             .env("BERTH_URL", self.url())
             .env("BERTH_TOKEN", &self.token)
-            .env("BERTH_DATA_DIR", &self.data_dir)
-            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("BERTH_DATA_DIR", &self.data_dir);
         let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-        let mut child = command.spawn().expect("run the berth CLI");
-        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            let input = input.to_owned();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(input.as_bytes());
-            });
-        }
-        let stdout = read_in_background(child.stdout.take());
-        let stderr = read_in_background(child.stderr.take());
-        let deadline = Instant::now() + CLI_DEADLINE;
-        let status = loop {
-            if let Some(status) = child.try_wait().expect("wait for the berth CLI") {
-                break status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "`berth {}` did not finish within {CLI_DEADLINE:?}; stdout so far:\n{}\nstderr:\n{}",
-                    args.join(" "),
-                    stdout.join().unwrap_or_default(),
-                    stderr.join().unwrap_or_default()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        CliOutput {
-            args,
-            status,
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-        }
+        run_with_deadline(command, "berth", args, stdin, timeout)
     }
 
     /// A request to the REST API with the admin token (`body` sent as JSON).
@@ -379,7 +388,7 @@ impl TestServer {
     }
 
     pub fn server_log_path(&self) -> PathBuf {
-        self.directory.path().join("server.log")
+        self.server_log_path.clone()
     }
 
     /// Everything the server has written to standard output and error so far.
@@ -429,6 +438,7 @@ impl TestServer {
             return;
         }
         self.stopped = true;
+        let server_pid = read_pid(&self.data_dir.join("server.pid"));
         let proxy_pid = read_pid(&self.data_dir.join("proxy.pid"));
         if let Some(mut child) = self.server.take() {
             terminate(child.id());
@@ -441,23 +451,38 @@ impl TestServer {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+        } else if let Some(pid) = server_pid {
+            // An adopted server (started by a script): not our child.
+            self.stop_process_of_this_data_dir(pid);
         }
         // The proxy was started detached (it outlives the server on purpose), so it is not
-        // our child: check that the pid is still this data directory's proxy before
-        // signalling it, since pids are reused.
+        // our child either.
+        if let Some(pid) = proxy_pid {
+            self.stop_process_of_this_data_dir(pid);
+        }
+    }
+
+    /// SIGTERM, then SIGKILL after a deadline, to `pid` if it is still a process of this
+    /// data directory (its command line or its `BERTH_DATA_DIR` names it): pids are reused.
+    fn stop_process_of_this_data_dir(&self, pid: u32) {
         let data_dir = self.data_dir.to_string_lossy().into_owned();
-        if let Some(pid) = proxy_pid.filter(|pid| command_line_contains(*pid, &data_dir)) {
-            terminate(pid);
-            let deadline = Instant::now() + STOP_DEADLINE;
-            while process_running(pid) {
-                if Instant::now() > deadline {
-                    let _ = rustix::process::Pid::from_raw(pid as i32).map(|pid| {
-                        rustix::process::kill_process(pid, rustix::process::Signal::KILL)
-                    });
-                    break;
+        let environment_entry = format!("BERTH_DATA_DIR={data_dir}");
+        let ours =
+            command_line_contains(pid, &data_dir) || environment_contains(pid, &environment_entry);
+        if !ours {
+            return;
+        }
+        terminate(pid);
+        let deadline = Instant::now() + STOP_DEADLINE;
+        while process_running(pid) {
+            if Instant::now() > deadline {
+                if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw)
+                {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
                 }
-                std::thread::sleep(Duration::from_millis(20));
+                break;
             }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -754,7 +779,82 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     found
 }
 
-fn free_loopback_address() -> SocketAddr {
+/// Runs `program ARGS` in `cwd` with `envs` added to an environment without `BERTH_*`
+/// variables, panicking if it has not finished within `timeout` (for scripts such as
+/// `scripts/quickstart.sh`).
+pub fn run_program(
+    program: &Path,
+    args: &[&str],
+    cwd: &Path,
+    envs: &[(&str, String)],
+    timeout: Duration,
+) -> CliOutput {
+    // Dev-only harness: runs the project's own scripts the way a user does.
+    #[allow(clippy::disallowed_methods)]
+    let mut command = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BERTH_") {
+            command.env_remove(name);
+        }
+    }
+    command.args(args).current_dir(cwd);
+    for (name, value) in envs {
+        command.env(name, value);
+    }
+    let args = args.iter().map(|arg| (*arg).to_owned()).collect();
+    run_with_deadline(command, &program.display().to_string(), args, None, timeout)
+}
+
+/// Runs `command` with `stdin` (or none), capturing its output; kills it and panics at
+/// `timeout`.
+fn run_with_deadline(
+    mut command: Command,
+    program: &str,
+    args: Vec<String>,
+    stdin: Option<&str>,
+    timeout: Duration,
+) -> CliOutput {
+    command
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child =
+        command.spawn().unwrap_or_else(|error| panic!("cannot run {program} {args:?}: {error}"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let input = input.to_owned();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(input.as_bytes());
+        });
+    }
+    let stdout = read_in_background(child.stdout.take());
+    let stderr = read_in_background(child.stderr.take());
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for a child process") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`{program} {}` did not finish within {timeout:?}; stdout so far:\n{}\nstderr:\n{}",
+                args.join(" "),
+                stdout.join().unwrap_or_default(),
+                stderr.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    CliOutput {
+        args,
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    }
+}
+
+/// A loopback address with a port that was free a moment ago.
+pub fn free_loopback_address() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port on 127.0.0.1")
@@ -789,7 +889,16 @@ fn process_running(pid: u32) -> bool {
 }
 
 fn command_line_contains(pid: u32, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
+    proc_entries_contain(pid, "cmdline", needle)
+}
+
+fn environment_contains(pid: u32, entry: &str) -> bool {
+    proc_entries_contain(pid, "environ", entry)
+}
+
+/// Whether one of the NUL-separated entries of `/proc/<pid>/<file>` is exactly `needle`.
+fn proc_entries_contain(pid: u32, file: &str, needle: &str) -> bool {
+    std::fs::read(format!("/proc/{pid}/{file}"))
         .map(|bytes| bytes.split(|byte| *byte == 0).any(|part| part == needle.as_bytes()))
         .unwrap_or(false)
 }
@@ -819,9 +928,19 @@ fn http_request(
     }
     request.push_str("\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).map_err(|error| format!("send to {address}: {error}"))?;
+    // A server may answer (e.g. 413) and close before reading a large body: read the
+    // answer even when sending failed.
+    let sent = stream.write_all(request.as_bytes());
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).map_err(|error| format!("read from {address}: {error}"))?;
+    let received = stream.read_to_end(&mut raw);
+    if raw.is_empty() {
+        if let Err(error) = sent {
+            return Err(format!("send to {address}: {error}"));
+        }
+        if let Err(error) = received {
+            return Err(format!("read from {address}: {error}"));
+        }
+    }
     parse_response(&raw)
 }
 

@@ -11,7 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use berth_api::{Application, CreateApplication, GitSourceInput, GitSourceView, UpdateApplication};
+use berth_api::{
+    Application, CreateApplication, GitSourceInput, GitSourceView, HealthCheckSettings,
+    UpdateApplication,
+};
 
 use super::delete::{delete, Deletion};
 use super::{read_secret, CliError, Context};
@@ -319,6 +322,38 @@ fn applications_table(project: &str, environment: &str, applications: &[Applicat
     table.render()
 }
 
+/// `2s`, `0.5s`: seconds as the user would type them.
+fn seconds(value: f64) -> String {
+    format!("{value}s")
+}
+
+/// `http GET /healthz expecting 200-399, every 2s, timeout 2s, 3 failures`. Absent
+/// settings show the API's documented defaults.
+fn health_check_summary(check: &HealthCheckSettings, port: Option<u16>) -> String {
+    let target = match (check.kind.as_deref().unwrap_or("tcp"), port) {
+        // The engine only waits for a worker's container to keep running.
+        (_, None) => return "none (no port: the instance only has to keep running)".into(),
+        ("http", Some(_)) => format!(
+            "http GET {} expecting {}",
+            check.path.as_deref().unwrap_or("/"),
+            check.expected_status.as_deref().unwrap_or("200-399")
+        ),
+        ("tcp", Some(port)) => format!("tcp port {port}"),
+        (other, Some(port)) => format!("{other} port {port}"),
+    };
+    let mut summary = target;
+    if let Some(delay) = check.start_delay_secs.filter(|delay| *delay > 0.0) {
+        summary.push_str(&format!(", first after {}", seconds(delay)));
+    }
+    summary.push_str(&format!(
+        ", every {}, timeout {}, {} failures",
+        seconds(check.interval_secs.unwrap_or(2.0)),
+        seconds(check.timeout_secs.unwrap_or(2.0)),
+        check.failure_threshold.unwrap_or(3)
+    ));
+    summary
+}
+
 fn application_fields(application: &Application) -> String {
     let mut fields = vec![
         ("name", application.name.clone()),
@@ -351,6 +386,10 @@ fn application_fields(application: &Application) -> String {
             "memory",
             application.memory_mb.map(|m| format!("{m} MiB")).unwrap_or_else(|| "no limit".into()),
         ),
+        ("instances", application.instances.to_string()),
+        ("health check", health_check_summary(&application.health_check, application.port)),
+        ("release command", or_dash(application.release_command.as_ref())),
+        ("drain", seconds(application.drain_secs)),
         ("deployment", or_dash(application.current_deployment.as_ref())),
         ("created", format_timestamp(&application.created_at)),
         ("updated", format_timestamp(&application.updated_at)),

@@ -17,6 +17,11 @@ fn web() -> serde_json::Value {
                 "root_path": "apps/web", "dockerfile_path": "Dockerfile",
                 "build_args": {"MODE": "prod"}, "credential": "token"},
         "image": null, "port": 3000, "private": false, "cpu": 0.5, "memory_mb": 256,
+        "instances": 2,
+        "health_check": {"kind": "http", "path": "/healthz", "expected_status": "200-399",
+                         "start_delay_secs": 0.0, "interval_secs": 2.0, "timeout_secs": 2.0,
+                         "failure_threshold": 3},
+        "release_command": "bin/migrate --yes", "drain_secs": 5.0,
         "url": "http://web.prod.shop.localhost:8000", "status": "running",
         "current_deployment": "d1", "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:05:00Z"
     })
@@ -26,7 +31,12 @@ fn worker() -> serde_json::Value {
     json!({
         "id": "a2", "project": "shop", "environment": "prod", "name": "worker",
         "git": null, "image": "127.0.0.1:5000/worker:1", "port": null, "private": true, "cpu": null,
-        "memory_mb": null, "url": null, "status": "never_deployed", "current_deployment": null,
+        "memory_mb": null, "instances": 1,
+        "health_check": {"kind": "tcp", "path": null, "expected_status": null,
+                         "start_delay_secs": 0.0, "interval_secs": 2.0, "timeout_secs": 2.0,
+                         "failure_threshold": 3},
+        "release_command": null, "drain_secs": 0.5,
+        "url": null, "status": "never_deployed", "current_deployment": null,
         "created_at": "2024-05-01T10:00:00Z", "updated_at": "2024-05-01T10:00:00Z"
     })
 }

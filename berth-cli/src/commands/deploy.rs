@@ -1,4 +1,5 @@
-//! `berth deploy --project P --environment E [--application A] [--wait]`.
+//! `berth deploy --project P --environment E [--application A] [--wait]`, and the waiting
+//! that `berth rollback` shares with it ([`follow`]).
 //!
 //! Expected flow: POST a deployment (202) and print its id. With `--wait`, poll
 //! `GET /deployments/{id}` every 250 ms, showing progress on stderr, until the deployment
@@ -7,7 +8,8 @@
 //! of that step's log.
 //!
 //! Caveats: the deployment runs on the server; interrupting the CLI or losing the
-//! connection does not stop it (the error says how to look at it again).
+//! connection does not stop it (the error says how to look at it again;
+//! `berth deployment cancel ID` stops it).
 
 use std::time::{Duration, Instant};
 
@@ -33,8 +35,19 @@ pub(crate) async fn run(context: &mut Context<'_>, args: DeployArgs) -> Result<(
     let started = Instant::now();
     let path = paths::environment_deployments(project, environment)?;
     let created: Fetched<Deployment> = context.client.post(&path, &body).await?;
+    follow(context, created, args.wait, started).await
+}
+
+/// What `deploy` and `rollback` do with the deployment they just queued: print its id, or
+/// (`wait`) show its progress until it ends, then its URLs or why it failed.
+pub(crate) async fn follow(
+    context: &mut Context<'_>,
+    created: Fetched<Deployment>,
+    wait: bool,
+    started: Instant,
+) -> Result<(), CliError> {
     let id = created.value.id.clone();
-    if !args.wait {
+    if !wait {
         if context.console.is_json() {
             context.console.print_json(&created.raw)?;
         } else {

@@ -47,8 +47,22 @@ fn log(step: &str, application: &str, line: &str) -> serde_json::Value {
     json!({"timestamp": "2024-05-01T10:00:02Z", "application": application, "step": step, "line": line})
 }
 
+/// A deployment of `web` that failed at its release command (nothing switched).
+pub(crate) fn release_failed_deployment_json(id: &str) -> serde_json::Value {
+    json!({
+        "id": id, "project": "shop", "environment": "prod", "application": "web",
+        "status": "failed", "trigger": "user:admin", "created_at": "2024-05-01T10:00:00Z",
+        "started_at": "2024-05-01T10:00:01Z", "finished_at": "2024-05-01T10:00:09Z",
+        "failure": {"step": "release", "application": "web",
+                    "message": "the release command exited with code 3; the previous version keeps serving"},
+        "services": [],
+        "steps": [step("clone", "succeeded", Some(800), None), step("build", "succeeded", Some(9_000), None),
+                  step("release", "failed", Some(2_400), Some("exit code 3"))],
+    })
+}
+
 /// Progress lines carry elapsed seconds; the tests do not depend on timing.
-fn without_elapsed(text: &str) -> String {
+pub(crate) fn without_elapsed(text: &str) -> String {
     text.lines()
         .map(|line| match line.split_once("s] ") {
             Some((prefix, rest)) if prefix.starts_with('[') => format!("[Ns] {rest}\n"),
@@ -58,13 +72,24 @@ fn without_elapsed(text: &str) -> String {
 }
 
 async fn stub(final_deployment: serde_json::Value, id: &str) -> StubServer {
+    stub_for("POST /api/v1/projects/shop/environments/prod/deployments", final_deployment, id).await
+}
+
+/// A server where `post` queues deployment `id`, which runs for two polls and then looks
+/// like `final_deployment`; with a log (clone, 25 build lines, a release command's output),
+/// and the environment's status.
+pub(crate) async fn stub_for(
+    post: &str,
+    final_deployment: serde_json::Value,
+    id: &str,
+) -> StubServer {
     let get = format!("GET /api/v1/deployments/{id}");
     let logs = format!("GET /api/v1/deployments/{id}/logs");
     let status = json!({"project": "shop", "environment": "prod", "last_deployment": null, "applications": [
         {"name": "web", "status": "running", "url": "http://web.prod.shop.localhost:8000", "commit": "0123456789",
-         "deployment": "d1", "restart_count": 0, "message": null},
+         "deployment": "d1", "instances": 2, "instances_running": 2, "restart_count": 0, "message": null},
         {"name": "other", "status": "running", "url": "http://other.prod.shop.localhost:8000", "commit": null,
-         "deployment": "d0", "restart_count": 0, "message": null}]});
+         "deployment": "d0", "instances": 1, "instances_running": 1, "restart_count": 0, "message": null}]});
     let mut queued = deployment_json("queued");
     queued["id"] = json!(id);
     let mut running = deployment_json("running");
@@ -73,11 +98,10 @@ async fn stub(final_deployment: serde_json::Value, id: &str) -> StubServer {
         (1..=25).map(|n| log("build", "web", &format!("build output {n}"))).collect();
     build_lines.insert(0, log("clone", "web", "Cloning into..."));
     build_lines.push(log("build", "other", "other app's line"));
+    build_lines.push(log("release", "web", "migrating 0042_orders"));
+    build_lines.push(log("release", "web", "error: relation \"orders\" already exists"));
     StubServer::start(vec![
-        (
-            "POST /api/v1/projects/shop/environments/prod/deployments",
-            vec![Reply::value(202, &queued)],
-        ),
+        (post, vec![Reply::value(202, &queued)]),
         (
             get.as_str(),
             vec![
@@ -252,4 +276,43 @@ async fn following_a_deployment_log_ends_with_its_verdict() {
         --- failed
     "#]]
     .assert_eq(&cut.transcript());
+}
+
+#[tokio::test]
+async fn a_failing_release_command_is_the_failed_step_with_its_output() {
+    let stub = stub(release_failed_deployment_json("d4"), "d4").await;
+    let args = ["deploy", "-p", "shop", "-e", "prod", "-a", "web", "--wait"];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    expect![[r#"
+        deployment d4 queued
+        --- stderr
+        [Ns] clone web: succeeded in 800ms
+        [Ns] build web: running
+        [Ns] build web: succeeded in 9.0s
+        [Ns] release web: failed in 2.4s: exit code 3
+        error: deployment d4 failed at step release of application web: the release command exited with code 3; the previous version keeps serving
+        last log lines of release web:
+          2024-05-01 10:00:02 [release web] migrating 0042_orders
+          2024-05-01 10:00:02 [release web] error: relation "orders" already exists
+        hint: read the whole log with `berth deployment logs d4`
+        --- failed
+    "#]]
+    .assert_eq(&without_elapsed(&outcome.transcript()));
+}
+
+#[test]
+fn the_release_step_is_shown_like_any_other() {
+    use crate::progress::{DeployProgress, ProgressStyle};
+    let running: berth_api::Deployment = serde_json::from_value(json!({
+        "id": "d4", "project": "shop", "environment": "prod", "application": null,
+        "status": "running", "trigger": "user:admin", "created_at": "2024-05-01T10:00:00Z",
+        "started_at": null, "finished_at": null, "failure": null, "services": [],
+        "steps": [step("build", "succeeded", Some(9_000), None), step("release", "running", None, None)],
+    }))
+    .unwrap();
+    let mut line = DeployProgress::new(ProgressStyle::UpdatingLine);
+    assert_eq!(
+        line.update(&running, std::time::Duration::from_secs(7)),
+        "\r\u{1b}[2Kdeploying: release web (7s)"
+    );
 }

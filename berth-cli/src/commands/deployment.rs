@@ -1,9 +1,10 @@
-//! `berth deployment list|show|logs`: the record of deployments, their steps and logs.
+//! `berth deployment list|show|logs|cancel`: the record of deployments, their steps and
+//! logs, and stopping one.
 
 use berth_api::{Deployment, LogLine};
 use time::OffsetDateTime;
 
-use super::deploy::failure_error;
+use super::deploy::{failure_error, is_finished};
 use super::logs::{print_lines, print_stream};
 use super::{CliError, Context};
 use crate::args::DeploymentCommand;
@@ -20,14 +21,22 @@ pub(crate) async fn run(
 ) -> Result<(), CliError> {
     match command {
         DeploymentCommand::List(args) => {
-            let path = paths::environment_deployments(&args.project, &args.environment)?;
+            let (project, environment) = (&args.environment.project, &args.environment.environment);
+            let application = args.application.as_deref();
+            let path = paths::deployment_history(project, environment, application)?;
             let deployments: Fetched<Vec<Deployment>> = context.client.get(&path).await?;
             if context.console.is_json() {
                 context.console.print_json(&deployments.raw)?;
             } else if deployments.value.is_empty() {
+                let (of, only) = match application {
+                    Some(application) => (
+                        format!(" of application {application}"),
+                        format!(" --application {application}"),
+                    ),
+                    None => (String::new(), String::new()),
+                };
                 context.console.println(&format!(
-                    "no deployments in environment {} of project {} yet: start one with `berth deploy --project {} --environment {}`",
-                    args.environment, args.project, args.project, args.environment
+                    "no deployments{of} in environment {environment} of project {project} yet: start one with `berth deploy --project {project} --environment {environment}{only}`"
                 ))?;
             } else {
                 let now = OffsetDateTime::now_utc();
@@ -44,6 +53,7 @@ pub(crate) async fn run(
                 context.console.print(&deployment_details(&deployment.value, now))?;
             }
         }
+        DeploymentCommand::Cancel(args) => cancel(context, &args.id).await?,
         DeploymentCommand::Logs(args) => {
             if !args.follow {
                 let lines: Fetched<Vec<LogLine>> =
@@ -73,6 +83,34 @@ pub(crate) async fn run(
             }
         }
     }
+    Ok(())
+}
+
+/// POST `/cancel`. A queued deployment is cancelled at once; a running one stops at its
+/// current step (the server refuses once traffic has switched, and for a deployment that
+/// already ended: its 409 message is the error).
+async fn cancel(context: &mut Context<'_>, id: &str) -> Result<(), CliError> {
+    let path = paths::deployment_cancel(id)?;
+    if !context.console.is_json() {
+        context.console.println(&format!("cancelling deployment {id}"))?;
+    }
+    let deployment: Fetched<Deployment> = context.client.post_empty(&path).await?;
+    if context.console.is_json() {
+        context.console.print_json(&deployment.raw)?;
+        return Ok(());
+    }
+    let deployment = deployment.value;
+    let status = &deployment.status;
+    let text = if is_finished(status) {
+        format!("deployment {} {status}", deployment.id)
+    } else {
+        format!(
+            "deployment {} {status}: it stops before it switches traffic and the previous version keeps serving; \
+             follow it with `berth deployment show {}`",
+            deployment.id, deployment.id
+        )
+    };
+    context.console.println(&text)?;
     Ok(())
 }
 

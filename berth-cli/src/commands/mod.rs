@@ -7,9 +7,11 @@ mod deploy;
 mod deployment;
 mod env_var;
 mod environment;
+mod exec;
 mod login;
 mod logs;
 mod project;
+mod rollback;
 mod status;
 
 use std::io;
@@ -33,6 +35,10 @@ pub(crate) enum CliError {
     Failed { message: String, details: String, hint: Option<String> },
     #[error("cannot write the output: {0}")]
     Output(#[from] io::Error),
+    /// The remote command of `berth exec` exited with this code (never 0); its output
+    /// already said what went wrong, so nothing is printed.
+    #[error("the command exited with code {0}")]
+    CommandExited(u8),
 }
 
 impl CliError {
@@ -45,7 +51,16 @@ impl CliError {
             CliError::Client(error) => error.hint(),
             CliError::Config(error) => error.hint(),
             CliError::Failed { hint, .. } => hint.clone(),
-            CliError::InvalidName(_) | CliError::Output(_) => None,
+            CliError::InvalidName(_) | CliError::Output(_) | CliError::CommandExited(_) => None,
+        }
+    }
+
+    /// The process's exit code for this error: the remote command's for `berth exec`,
+    /// 1 for everything else.
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            CliError::CommandExited(code) => *code,
+            _ => 1,
         }
     }
 }
@@ -88,19 +103,21 @@ async fn dispatch(context: &mut Context<'_>, command: Command) -> Result<(), Cli
         Command::Application(command) => application::run(context, command).await,
         Command::EnvVar(command) => env_var::run(context, command).await,
         Command::Deploy(args) => deploy::run(context, args).await,
+        Command::Rollback(args) => rollback::run(context, args).await,
         Command::Deployment(command) => deployment::run(context, command).await,
         Command::Status(args) => status::run(context, args).await,
         Command::Logs(args) => logs::run(context, args).await,
+        Command::Exec(args) => exec::run(context, args).await,
     }
 }
 
 /// Prints an error on stderr: `error: ...`, details, `hint: ...`. A closed stdout (`| head`)
-/// is not worth a message.
+/// is not worth a message, nor is the non-zero exit of a command run by `berth exec`.
 pub(crate) fn report(console: &mut Console, error: &CliError) {
-    if let CliError::Output(io_error) = error {
-        if io_error.kind() == io::ErrorKind::BrokenPipe {
-            return;
-        }
+    match error {
+        CliError::Output(io_error) if io_error.kind() == io::ErrorKind::BrokenPipe => return,
+        CliError::CommandExited(_) => return,
+        _ => {}
     }
     let mut text = format!("error: {error}\n");
     if let CliError::Failed { details, .. } = error {
@@ -145,8 +162,9 @@ pub(crate) mod testing {
     use crate::args::Cli;
     use crate::output::Terminals;
 
+    /// A captured stream that a test can also read while the command still runs.
     #[derive(Clone, Default)]
-    struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct SharedBuffer(Arc<Mutex<Vec<u8>>>);
 
     impl Write for SharedBuffer {
         fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
@@ -159,7 +177,7 @@ pub(crate) mod testing {
     }
 
     impl SharedBuffer {
-        fn text(&self) -> String {
+        pub(crate) fn text(&self) -> String {
             String::from_utf8_lossy(&self.0.lock().unwrap_or_else(PoisonError::into_inner))
                 .into_owned()
         }
@@ -168,21 +186,26 @@ pub(crate) mod testing {
     /// What the user saw: exit status, stdout and stderr.
     pub(crate) struct Outcome {
         pub(crate) success: bool,
+        /// The process's exit code (what `run_command` returns).
+        pub(crate) exit_code: u8,
         pub(crate) stdout: String,
         pub(crate) stderr: String,
     }
 
     impl Outcome {
         /// `stdout`, then `--- stderr` and its text when there is any, then `--- failed`
-        /// when the command failed: one string for a snapshot.
+        /// when the command failed with exit code 1 (`--- exit code N` for another code):
+        /// one string for a snapshot.
         pub(crate) fn transcript(&self) -> String {
             let mut text = self.stdout.clone();
             if !self.stderr.is_empty() {
                 text.push_str("--- stderr\n");
                 text.push_str(&self.stderr);
             }
-            if !self.success {
-                text.push_str("--- failed\n");
+            match self.exit_code {
+                _ if self.success => {}
+                1 => text.push_str("--- failed\n"),
+                code => text.push_str(&format!("--- exit code {code}\n")),
             }
             text
         }
@@ -195,10 +218,21 @@ pub(crate) mod testing {
         stdin: &str,
         terminals: Terminals,
     ) -> Outcome {
+        run_cli_into(url, args, stdin, terminals, SharedBuffer::default()).await
+    }
+
+    /// [`run_cli`] with stdout written to `out` as the command runs.
+    pub(crate) async fn run_cli_into(
+        url: &str,
+        args: &[&str],
+        stdin: &str,
+        terminals: Terminals,
+        out: SharedBuffer,
+    ) -> Outcome {
         let argv =
             ["berth", "--url", url, "--token", "t0ken"].into_iter().chain(args.iter().copied());
         let cli = Cli::try_parse_from(argv).unwrap_or_else(|error| panic!("{error}"));
-        run_parsed(cli, stdin, terminals, &ProcessEnv::default()).await
+        run_parsed_into(cli, stdin, terminals, &ProcessEnv::default(), out).await
     }
 
     pub(crate) async fn run_parsed(
@@ -207,7 +241,16 @@ pub(crate) mod testing {
         terminals: Terminals,
         env: &ProcessEnv,
     ) -> Outcome {
-        let out = SharedBuffer::default();
+        run_parsed_into(cli, stdin, terminals, env, SharedBuffer::default()).await
+    }
+
+    async fn run_parsed_into(
+        cli: Cli,
+        stdin: &str,
+        terminals: Terminals,
+        env: &ProcessEnv,
+        out: SharedBuffer,
+    ) -> Outcome {
         let err = SharedBuffer::default();
         let input = Box::new(io::Cursor::new(stdin.as_bytes().to_vec()));
         let mut console = Console::new(
@@ -218,9 +261,13 @@ pub(crate) mod testing {
             terminals,
         );
         let result = execute(&cli.global, cli.command, env, &mut console).await;
-        if let Err(error) = &result {
-            report(&mut console, error);
-        }
-        Outcome { success: result.is_ok(), stdout: out.text(), stderr: err.text() }
+        let exit_code = match &result {
+            Ok(()) => 0,
+            Err(error) => {
+                report(&mut console, error);
+                error.exit_code()
+            }
+        };
+        Outcome { success: result.is_ok(), exit_code, stdout: out.text(), stderr: err.text() }
     }
 }

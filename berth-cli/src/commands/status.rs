@@ -1,5 +1,6 @@
-//! `berth status --project P --environment E`: one row per application (status, URL,
-//! commit, restarts, why it is not running) and the last deployment.
+//! `berth status --project P --environment E`: one row per application (status, running
+//! and expected instances, URL, commit, restarts summed over its instances, why it is not
+//! running) and the last deployment.
 
 use berth_api::EnvironmentStatus;
 
@@ -28,11 +29,13 @@ fn status_text(status: &EnvironmentStatus) -> String {
              `berth application create --project {project} --environment {environment} NAME --git URL --port PORT`\n"
         )
     } else {
-        let mut table = Table::new(&["NAME", "STATUS", "URL", "COMMIT", "RESTARTS", "MESSAGE"]);
+        let mut table =
+            Table::new(&["NAME", "STATUS", "INSTANCES", "URL", "COMMIT", "RESTARTS", "MESSAGE"]);
         for application in &status.applications {
             table.row(vec![
                 application.name.clone(),
                 application.status.clone(),
+                format!("{}/{}", application.instances_running, application.instances),
                 or_dash(application.url.as_ref()),
                 application.commit.as_deref().map(short_commit).unwrap_or_else(|| "-".into()),
                 application.restart_count.to_string(),
@@ -75,8 +78,12 @@ mod tests {
         let status = json!({"project": "shop", "environment": "prod", "last_deployment": failed_deployment_json(),
             "applications": [
                 {"name": "web", "status": "running", "url": "http://web.prod.shop.localhost:8000",
-                 "commit": "0123456789abcdef", "deployment": "d1", "restart_count": 0, "message": null},
+                 "commit": "0123456789abcdef", "deployment": "d1", "instances": 2, "instances_running": 2, "restart_count": 0, "message": null},
+                {"name": "api", "status": "degraded", "url": "http://api.prod.shop.localhost:8000",
+                 "commit": "0123456789abcdef", "deployment": "d1", "instances": 3, "instances_running": 2,
+                 "restart_count": 4, "message": "instance 1 failed its health check: HTTP 503"},
                 {"name": "hog", "status": "crashed", "url": null, "commit": null, "deployment": "d1",
+                 "instances": 1, "instances_running": 0,
                  "restart_count": 3, "message": "killed: out of memory (limit 64 MiB)"}]});
         let stub = StubServer::start(vec![(
             "GET /api/v1/projects/shop/environments/prod/status",

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use crate::images::build_request;
 use crate::support::{checkout, http_get, image_labels, unique, wait_for, Fixture, RecordedLog};
 
-fn owned_labels(test: &str) -> BTreeMap<String, String> {
+pub(crate) fn owned_labels(test: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
         ("berth.managed-by".to_owned(), "berth".to_owned()),
         ("berth.project".to_owned(), test.to_owned()),
@@ -26,7 +26,7 @@ fn owned_labels(test: &str) -> BTreeMap<String, String> {
 
 /// Builds `dockerfile_tail` on top of the base image as `<name>/app:1`, labelled as
 /// Berth's.
-async fn build_image(fixture: &Fixture, name: &str, dockerfile_tail: &str) -> String {
+pub(crate) async fn build_image(fixture: &Fixture, name: &str, dockerfile_tail: &str) -> String {
     let base = fixture.base_image().await;
     let tag = format!("{name}/app:1");
     fixture.cleanup.image(&tag);
@@ -41,7 +41,7 @@ async fn build_image(fixture: &Fixture, name: &str, dockerfile_tail: &str) -> St
     tag
 }
 
-async fn network(fixture: &Fixture, name: &str) -> String {
+pub(crate) async fn network(fixture: &Fixture, name: &str) -> String {
     let network = format!("{name}-net");
     fixture.cleanup.network(&network);
     fixture
@@ -52,7 +52,7 @@ async fn network(fixture: &Fixture, name: &str) -> String {
     network
 }
 
-fn spec(name: &str, image: &str, network: &str) -> ContainerSpec {
+pub(crate) fn spec(name: &str, image: &str, network: &str) -> ContainerSpec {
     ContainerSpec {
         name: name.to_owned(),
         image: image.to_owned(),

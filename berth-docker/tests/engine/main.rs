@@ -7,6 +7,7 @@
 // only #[test] functions, not their helpers).
 #![allow(clippy::unwrap_used)]
 
+mod commands;
 mod connection;
 mod containers;
 mod images;

@@ -10,6 +10,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use berth_api as wire;
+use berth_domain::deployment::DeploymentStatus;
 use berth_domain::DeploymentId;
 use berth_store::{ApplicationRecord, DeploymentRecord, Lifecycle};
 use serde::Deserialize;
@@ -106,21 +107,39 @@ pub(crate) async fn create_deployment(
         }
     };
     let trigger = format!("user:{}", caller.token_name);
-    let record = state.store.create_deployment(project.id, environment.id, only, &trigger).await?;
+    let record =
+        state.store.create_deployment(project.id, environment.id, only, &trigger, None).await?;
     state.engine.notify();
     Ok((StatusCode::ACCEPTED, Json(deployment_view(&state, &record).await?)))
 }
 
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub(crate) struct ListQuery {
+    /// Only deployments that covered this application.
+    application: Option<String>,
+}
+
+/// Deployment history of an environment (or of one application), newest first.
 #[utoipa::path(get, path = "/projects/{project}/environments/{environment}/deployments", tag = "deployments",
-    params(("project" = String, Path), ("environment" = String, Path)),
+    params(("project" = String, Path), ("environment" = String, Path), ListQuery),
     responses((status = 200, body = Vec<wire::Deployment>), (status = 404, body = wire::ErrorBody)))]
 pub(crate) async fn list_deployments(
     State(state): State<AppState>,
     Path((project, environment)): Path<(String, String)>,
+    Query(query): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<wire::Deployment>>> {
-    let (_, environment) = lookup::environment(&state, &project, &environment).await?;
+    let (project, environment) = lookup::environment(&state, &project, &environment).await?;
+    let records = match query.application.as_deref() {
+        Some(name) => {
+            let (_, _, application) =
+                lookup::application(&state, project.name.as_str(), environment.name.as_str(), name)
+                    .await?;
+            state.store.list_application_deployments(environment.id, application.id, 50).await?
+        }
+        None => state.store.list_deployments(environment.id, 50).await?,
+    };
     let mut views = Vec::new();
-    for record in state.store.list_deployments(environment.id, 50).await? {
+    for record in records {
         views.push(deployment_view(&state, &record).await?);
     }
     Ok(Json(views))
@@ -214,4 +233,85 @@ pub(crate) async fn last_deployment(
         Some(record) => Ok(Some(deployment_view(state, record).await?)),
         None => Ok(None),
     }
+}
+
+/// Cancels a queued deployment, or stops a running one before it switches traffic (the
+/// previous version keeps serving).
+#[utoipa::path(post, path = "/deployments/{id}/cancel", tag = "deployments",
+    params(("id" = String, Path)),
+    responses((status = 202, body = wire::Deployment), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody)))]
+pub(crate) async fn cancel_deployment(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<wire::Deployment>)> {
+    let record = find_deployment(&state, &id).await?;
+    let accepted = match record.status {
+        DeploymentStatus::Queued => state.store.cancel_queued_deployment(record.id).await?,
+        DeploymentStatus::Running => {
+            let switched = state
+                .store
+                .deployment_steps(record.id)
+                .await?
+                .iter()
+                .any(|s| s.name >= berth_domain::deployment::StepName::Route);
+            if switched {
+                return Err(AppError::Conflict(
+                    "the deployment already switched traffic; roll back with `berth rollback --to` instead".into(),
+                ));
+            }
+            state.engine.cancel_running(record.id)
+        }
+        status => {
+            return Err(AppError::Conflict(format!(
+                "deployment {id} already ended ({status}); nothing to cancel"
+            )))
+        }
+    };
+    if !accepted {
+        return Err(AppError::Conflict(format!(
+            "deployment {id} could not be cancelled: it is not running here; try again"
+        )));
+    }
+    let current = state.store.deployment(record.id).await?.unwrap_or(record);
+    Ok((StatusCode::ACCEPTED, Json(deployment_view(&state, &current).await?)))
+}
+
+/// Redeploys an earlier successful deployment's images with its configuration snapshot
+/// (variables included).
+#[utoipa::path(post, path = "/projects/{project}/environments/{environment}/rollback", tag = "deployments",
+    params(("project" = String, Path), ("environment" = String, Path)), request_body = wire::RollbackRequest,
+    responses((status = 202, body = wire::Deployment), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody)))]
+pub(crate) async fn rollback(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((project, environment)): Path<(String, String)>,
+    ApiJson(body): ApiJson<wire::RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<wire::Deployment>)> {
+    let (project, environment) = lookup::environment(&state, &project, &environment).await?;
+    lookup::ensure_active(environment.lifecycle, "the environment")?;
+    let target = find_deployment(&state, &body.to).await?;
+    if target.environment_id != environment.id {
+        return Err(AppError::Invalid(format!(
+            "deployment {} belongs to another environment; list this one's with `berth deployment list`",
+            body.to
+        )));
+    }
+    if target.status != DeploymentStatus::Succeeded {
+        return Err(AppError::Conflict(format!(
+            "deployment {} did not succeed ({}); roll back to a successful deployment",
+            body.to, target.status
+        )));
+    }
+    let services = state.store.deployment_services(target.id).await?;
+    let only = match services.as_slice() {
+        [single] if target.application_id.is_some() => Some(single.application_id),
+        _ => None,
+    };
+    let trigger = format!("user:{} (rollback to {})", caller.token_name, target.id);
+    let record = state
+        .store
+        .create_deployment(project.id, environment.id, only, &trigger, Some(target.id))
+        .await?;
+    state.engine.notify();
+    Ok((StatusCode::ACCEPTED, Json(deployment_view(&state, &record).await?)))
 }

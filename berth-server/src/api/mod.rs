@@ -6,6 +6,7 @@ mod applications;
 mod convert;
 mod deployments;
 mod environments;
+mod exec;
 mod lookup;
 mod projects;
 mod status;
@@ -76,6 +77,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(variables::delete_application_variable))
         .routes(routes!(deployments::list_deployments, deployments::create_deployment))
         .routes(routes!(deployments::get_deployment))
+        .routes(routes!(deployments::cancel_deployment))
+        .routes(routes!(deployments::rollback))
+        .routes(routes!(exec::exec))
         .routes(routes!(deployments::deployment_logs))
         .routes(routes!(status::environment_status))
         .routes(routes!(status::application_logs))

@@ -32,7 +32,9 @@ pub(crate) async fn environment_status(
             url: convert::application_url(&state.settings, &project, &environment, &application),
             commit: observed.commit,
             deployment: application.current_deployment_id.map(|d| d.to_string()),
-            restart_count: observed.container.map(|c| c.restart_count).unwrap_or(0),
+            instances: u32::from(application.spec.instances),
+            instances_running: observed.instances.iter().filter(|c| c.running).count() as u32,
+            restart_count: observed.instances.iter().map(|c| c.restart_count).sum(),
             message: observed.message,
         });
     }
@@ -64,44 +66,52 @@ pub(crate) async fn application_logs(
 ) -> ApiResult<Response> {
     let (_, _, application) =
         lookup::application(&state, &project, &environment, &application).await?;
-    let Some(container) = state.engine.serving_container_name(&application).await? else {
+    let instances = state.engine.serving_instances(&application).await?;
+    if instances.is_empty() {
         return Err(AppError::NotFound(format!(
             "application {} has not been deployed yet; deploy it with `berth deploy`",
             application.name
         )));
-    };
+    }
     let tail = query.tail.unwrap_or(200).min(10_000);
     let name = application.name.to_string();
-    let wrap = move |line: String| wire::LogLine {
+    let several = instances.len() > 1;
+    // Lines of several instances are prefixed with the instance number.
+    let wrap = move |index: usize, line: String| wire::LogLine {
         timestamp: berth_store::now_rfc3339(),
         application: Some(name.clone()),
         step: None,
-        line,
+        line: if several { format!("[{index}] {line}") } else { line },
     };
-    if !query.follow {
-        let lines = state
-            .engine
-            .runtime()
-            .container_logs(&container, tail)
-            .await
-            .map_err(AppError::internal)?;
-        return Ok(Json(lines.into_iter().map(wrap).collect::<Vec<_>>()).into_response());
-    }
-    let (line_sender, mut line_receiver) = tokio::sync::mpsc::channel::<String>(256);
     let runtime = state.engine.runtime().clone();
-    tokio::spawn(async move {
-        if let Err(error) = runtime.follow_container_logs(&container, tail, line_sender).await {
-            tracing::debug!(%error, "log follow ended");
+    if !query.follow {
+        let mut lines = Vec::new();
+        for (index, container) in instances.iter().enumerate() {
+            let output =
+                runtime.container_logs(container, tail).await.map_err(AppError::internal)?;
+            lines.extend(output.into_iter().map(|line| wrap(index, line)));
         }
-    });
+        return Ok(Json(lines).into_response());
+    }
     let (sender, receiver) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(64);
-    tokio::spawn(async move {
-        while let Some(line) = line_receiver.recv().await {
-            let event = Event::default().json_data(wrap(line)).unwrap_or_default();
-            if sender.send(Ok(event)).await.is_err() {
-                break;
+    for (index, container) in instances.into_iter().enumerate() {
+        let (line_sender, mut line_receiver) = tokio::sync::mpsc::channel::<String>(256);
+        let runtime = runtime.clone();
+        tokio::spawn(async move {
+            if let Err(error) = runtime.follow_container_logs(&container, tail, line_sender).await {
+                tracing::debug!(%error, "log follow ended");
             }
-        }
-    });
+        });
+        let sender = sender.clone();
+        let wrap = wrap.clone();
+        tokio::spawn(async move {
+            while let Some(line) = line_receiver.recv().await {
+                let event = Event::default().json_data(wrap(index, line)).unwrap_or_default();
+                if sender.send(Ok(event)).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
     Ok(Sse::new(ReceiverStream::new(receiver)).keep_alive(KeepAlive::default()).into_response())
 }

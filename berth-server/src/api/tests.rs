@@ -45,6 +45,8 @@ async fn harness(allow_local: bool) -> Harness {
         allow_local_repositories: allow_local,
         deadlines: StepDeadlines::default(),
         max_parallel_deployments: 1,
+        keep_successful_images: 5,
+        pause_at: None,
     };
     let engine = Engine::new(store.clone(), adapters, key.clone(), config, organization.id);
     let state = AppState {
