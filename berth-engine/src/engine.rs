@@ -392,14 +392,22 @@ impl Engine {
     /// and not failing their health check. When every running instance fails its check,
     /// all of them stay in rotation (a broken health endpoint should not take the whole
     /// application offline).
+    ///
+    /// `observed` holds container states the caller already inspected in this pass (the
+    /// health monitor's), so they are not inspected twice.
     pub(crate) async fn serving_addresses(
         &self,
         application: &ApplicationRecord,
+        observed: Option<&HashMap<String, ContainerState>>,
     ) -> Result<Vec<SocketAddr>, EngineError> {
         let threshold = application.spec.health_check.failure_threshold;
         let mut running = Vec::new();
         for name in self.serving_instances(application).await? {
-            if let Some(state) = self.adapters.runtime.inspect_container(&name).await? {
+            let state = match observed.and_then(|o| o.get(&name)) {
+                Some(state) => Some(state.clone()),
+                None => self.adapters.runtime.inspect_container(&name).await?,
+            };
+            if let Some(state) = state {
                 if let (true, Some(address)) = (state.running, state.published) {
                     running.push((name, address));
                 }
@@ -427,7 +435,7 @@ impl Engine {
         &self,
         override_route: Option<(ApplicationId, Vec<SocketAddr>)>,
     ) -> Result<usize, EngineError> {
-        let table = crate::routes::compute_route_table(self, override_route).await?;
+        let table = crate::routes::compute_route_table(self, override_route, None).await?;
         let count = table.routes.len();
         self.adapters.router.apply(&table).await?;
         if let Ok(mut last) = self.last_routes.lock() {

@@ -3,12 +3,14 @@
 //! instances that should receive traffic changes (an instance failing or recovering, a
 //! container restarted by Docker on a new port).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use berth_store::Lifecycle;
 use tokio_util::sync::CancellationToken;
 
+use crate::adapters::ContainerState;
 use crate::engine::{Engine, EngineError, InstanceHealth};
 
 impl Engine {
@@ -27,6 +29,7 @@ impl Engine {
     async fn monitor_pass(&self) -> Result<(), EngineError> {
         let now = tokio::time::Instant::now();
         let mut seen = std::collections::HashSet::new();
+        let mut observed = HashMap::new();
         for application in self.store.all_applications(self.organization).await? {
             if application.lifecycle != Lifecycle::Active || application.spec.port.is_none() {
                 continue;
@@ -34,6 +37,12 @@ impl Engine {
             let check = &application.spec.health_check;
             for name in self.serving_instances(&application).await? {
                 seen.insert(name.clone());
+                // Inspected every pass, checked only when due: a container restarted by
+                // Docker on another port must be followed within a second.
+                let state = self.adapters.runtime.inspect_container(&name).await?;
+                if let Some(state) = &state {
+                    observed.insert(name.clone(), state.clone());
+                }
                 let due = self
                     .health
                     .lock()
@@ -46,7 +55,6 @@ impl Engine {
                 if !due {
                     continue;
                 }
-                let state = self.adapters.runtime.inspect_container(&name).await?;
                 let result = match state.as_ref().filter(|s| s.running).and_then(|s| s.published) {
                     Some(address) => {
                         crate::probe::probe(&check.probe, address, check.timeout()).await
@@ -76,13 +84,16 @@ impl Engine {
         if let Ok(mut health) = self.health.lock() {
             health.retain(|name, _| seen.contains(name));
         }
-        self.publish_routes_if_changed().await
+        self.publish_routes_if_changed(&observed).await
     }
 
     /// Publishes the route table only when it differs from the last one the proxy took.
-    async fn publish_routes_if_changed(&self) -> Result<(), EngineError> {
+    async fn publish_routes_if_changed(
+        &self,
+        observed: &HashMap<String, ContainerState>,
+    ) -> Result<(), EngineError> {
         let _guard = self.reconcile_lock.lock().await;
-        let table = crate::routes::compute_route_table(self, None).await?;
+        let table = crate::routes::compute_route_table(self, None, Some(observed)).await?;
         let unchanged = self
             .last_routes
             .lock()

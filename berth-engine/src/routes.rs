@@ -1,12 +1,13 @@
 //! Computes the edge proxy's route table from the store and the observed containers.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 
 use berth_domain::routes::{Route, RouteTable};
 use berth_domain::{ApplicationId, Hostname};
 use berth_store::Lifecycle;
 
+use crate::adapters::ContainerState;
 use crate::engine::{Engine, EngineError};
 
 /// One route per public application with a port: to its serving container, or to nothing
@@ -14,6 +15,7 @@ use crate::engine::{Engine, EngineError};
 pub(crate) async fn compute_route_table(
     engine: &Engine,
     override_route: Option<(ApplicationId, Vec<SocketAddr>)>,
+    observed: Option<&HashMap<String, ContainerState>>,
 ) -> Result<RouteTable, EngineError> {
     let store = &engine.store;
     let projects: BTreeMap<_, _> = store
@@ -43,7 +45,7 @@ pub(crate) async fn compute_route_table(
         };
         let upstreams = match &override_route {
             Some((id, addresses)) if *id == application.id => addresses.clone(),
-            _ => engine.serving_addresses(&application).await?,
+            _ => engine.serving_addresses(&application, observed).await?,
         };
         if application.current_deployment_id.is_none() && upstreams.is_empty() {
             continue;
