@@ -2,6 +2,8 @@
 //! one running deployment per environment, newer requests superseding older queued ones,
 //! and the images kept for rollbacks.
 
+#![allow(clippy::unwrap_used)] // Test fixtures: a failed setup should panic with its error.
+
 use berth_domain::deployment::{DeploymentStatus, EnvironmentMode};
 use berth_domain::health::HealthCheck;
 use berth_domain::source::ImageReference;
