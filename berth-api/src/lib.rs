@@ -221,9 +221,13 @@ pub struct Application {
     pub private: bool,
     pub cpu: Option<f64>,
     pub memory_mb: Option<u32>,
+    #[serde(default)]
     pub instances: u32,
+    #[serde(default)]
     pub health_check: HealthCheckSettings,
+    #[serde(default)]
     pub release_command: Option<String>,
+    #[serde(default)]
     pub drain_secs: f64,
     /// Public URL through the edge proxy (absent for private applications and workers).
     pub url: Option<String>,
@@ -345,7 +349,9 @@ pub struct ApplicationStatus {
     pub commit: Option<String>,
     pub deployment: Option<String>,
     /// Instances the application should run, and how many run now.
+    #[serde(default)]
     pub instances: u32,
+    #[serde(default)]
     pub instances_running: u32,
     pub restart_count: u64,
     /// Why the application is not running, when it is not.

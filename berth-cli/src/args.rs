@@ -66,7 +66,7 @@ pub enum Command {
     /// List, inspect and cancel deployments and read their logs.
     #[command(subcommand)]
     Deployment(DeploymentCommand),
-    /// Show the applications of an environment: status, URL, commit, restarts.
+    /// Show the applications of an environment: status, instances, URL, commit, restarts.
     Status(EnvironmentArgs),
     /// Show (or follow) the runtime logs of an application.
     Logs(LogsArgs),
@@ -164,10 +164,12 @@ pub struct DeleteEnvironmentArgs {
 
 #[derive(Debug, Clone, Subcommand)]
 pub enum ApplicationCommand {
+    // Boxed: the rollout settings make these large next to the other commands (clippy's
+    // large_enum_variant).
     /// Create an application from a Git repository (`--git`) or an image (`--image`).
-    Create(CreateApplicationArgs),
+    Create(Box<CreateApplicationArgs>),
     /// Change an application; only the options given change.
-    Update(UpdateApplicationArgs),
+    Update(Box<UpdateApplicationArgs>),
     /// List the applications of an environment.
     List(EnvironmentArgs),
     /// Show one application (with its public URL).

@@ -172,6 +172,119 @@ fn logs_default_to_the_last_hundred_lines() {
 }
 
 #[test]
+fn exec_takes_the_command_after_a_double_dash() {
+    let cli = parse(&[
+        "exec",
+        "-p",
+        "p",
+        "-e",
+        "e",
+        "-a",
+        "web",
+        "--instance",
+        "1",
+        "--",
+        "ls",
+        "-l",
+        "--color",
+        "--url",
+        "-p",
+    ])
+    .unwrap();
+    let Command::Exec(args) = cli.command else { panic!("wrong command") };
+    assert_eq!(args.command, ["ls", "-l", "--color", "--url", "-p"], "all of it is the command's");
+    assert_eq!(args.instance, Some(1));
+    assert_eq!(args.environment.project, "p");
+    assert_eq!(cli.global.url, None);
+    check_error(
+        &["exec", "-p", "p", "-e", "e", "-a", "web"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              <COMMAND>..."#]],
+    );
+    check_error(
+        &["exec", "-p", "p", "-e", "e", "-a", "web", "ls"],
+        expect!["error: unexpected argument 'ls' found"],
+    );
+    check_error(
+        &["exec", "-p", "p", "-e", "e", "-a", "web", "--instance", "-1", "--", "ls"],
+        expect![[r#"
+            error: unexpected argument '-1' found
+              tip: to pass '-1' as a value, use '-- -1'"#]],
+    );
+}
+
+#[test]
+fn rollback_cancel_and_history_of_one_application() {
+    let cli = parse(&["rollback", "-p", "p", "-e", "e", "--to", "d1", "-w"]).unwrap();
+    let Command::Rollback(args) = cli.command else { panic!("wrong command") };
+    assert_eq!((args.to.as_str(), args.wait), ("d1", true));
+    check_error(
+        &["rollback", "-p", "p", "-e", "e"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              --to <DEPLOYMENT_ID>"#]],
+    );
+    let cli = parse(&["deployment", "cancel", "d1"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Deployment(DeploymentCommand::Cancel(ref a)) if a.id == "d1")
+    );
+    let cli = parse(&["deployment", "list", "-p", "p", "-e", "e", "-a", "web"]).unwrap();
+    let Command::Deployment(DeploymentCommand::List(args)) = cli.command else {
+        panic!("wrong command")
+    };
+    assert_eq!(args.application.as_deref(), Some("web"));
+}
+
+#[test]
+fn rollout_settings_parse_and_check_their_ranges() {
+    let cli = parse(&[
+        "app",
+        "update",
+        "-p",
+        "p",
+        "-e",
+        "e",
+        "web",
+        "--instances",
+        "3",
+        "--health-path",
+        "/healthz",
+        "--health-interval",
+        "0.5",
+        "--drain",
+        "10",
+        "--no-release-command",
+    ])
+    .unwrap();
+    let Command::Application(ApplicationCommand::Update(args)) = cli.command else {
+        panic!("wrong command")
+    };
+    assert_eq!(args.runtime.instances, Some(3));
+    assert!(args.no_release_command);
+    let check = args.runtime.health_check_settings().unwrap();
+    assert_eq!(check.kind.as_deref(), Some("http"), "a path implies an HTTP check");
+    assert_eq!(check.interval_secs, Some(0.5));
+    check_error(
+        &["app", "update", "-p", "p", "-e", "e", "w", "--instances", "21"],
+        expect![[r#"
+            error: invalid value '21' for '--instances <N>': 21 is not in 1..=20
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &["app", "update", "-p", "p", "-e", "e", "w", "--health-check", "udp"],
+        expect![[r#"
+            error: invalid value 'udp' for '--health-check <KIND>'
+              [possible values: tcp, http]
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &["app", "update", "-p", "p", "-e", "e", "w", "--release-command", "x", "--no-release-command"],
+        expect!["error: the argument '--release-command <COMMAND>' cannot be used with '--no-release-command'"],
+    );
+}
+
+#[test]
 fn env_var_set_takes_a_single_assignment() {
     let cli = parse(&["env-var", "set", "-p", "p", "-e", "e", "--secret", "TOKEN"]).unwrap();
     let Command::EnvVar(EnvVarCommand::Set(args)) = cli.command else { panic!("wrong command") };
@@ -236,9 +349,11 @@ fn top_level_help() {
           application  Create, change, inspect and delete applications [alias: app]
           env-var      Set, list, import and delete environment variables and secrets
           deploy       Deploy an environment (or one of its applications)
-          deployment   List and inspect deployments and read their logs
-          status       Show the applications of an environment: status, URL, commit, restarts
+          rollback     Deploy an earlier successful deployment again: its images and its configuration
+          deployment   List, inspect and cancel deployments and read their logs
+          status       Show the applications of an environment: status, instances, URL, commit, restarts
           logs         Show (or follow) the runtime logs of an application
+          exec         Run a one-off command in a new container of an application's current image
           help         Print this message or the help of the given subcommand(s)
 
         Options:
@@ -281,6 +396,16 @@ fn application_create_help() {
               --private                    Give the application no public URL
               --cpu <CORES>                CPU limit in cores, e.g. 0.5
               --memory <MB>                Memory limit in MiB
+              --instances <N>              Number of instances the proxy balances across (1 to 20)
+              --health-check <KIND>        Health check kind: `tcp` (the port accepts connections; the default) or `http` [possible values: tcp, http]
+              --health-path <PATH>         HTTP health check path, e.g. /healthz (implies --health-check http)
+              --health-status <RANGE>      Accepted HTTP statuses of the health check, e.g. 200-399
+              --health-start-delay <SECS>  Seconds to wait after start before the first health check
+              --health-interval <SECS>     Seconds between health checks
+              --health-timeout <SECS>      Seconds one health check may take
+              --health-threshold <N>       Consecutive failed checks that take an instance out of rotation
+              --release-command <COMMAND>  Command run once in a one-off container of the new image before traffic switches (e.g. database migrations); its failure fails the deployment
+              --drain <SECS>               Seconds old instances keep finishing in-flight requests after traffic moves
           -h, --help                       Print help
     "#]].assert_eq(&help);
 }

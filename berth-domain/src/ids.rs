@@ -66,6 +66,10 @@ define_id!(
     ApplicationId
 );
 define_id!(
+    /// A Database service of an environment.
+    DatabaseId
+);
+define_id!(
     /// A Deployment: one request to bring services to a revision.
     DeploymentId
 );

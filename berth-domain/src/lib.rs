@@ -3,6 +3,7 @@
 //! `plan()`. Everything here is plain data and pure functions: no IO, no async, and no
 //! knowledge of HTTP, SQL, Docker, Kubernetes or Git.
 
+pub mod database;
 pub mod deployment;
 pub mod health;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod spec;
 pub mod variables;
 
 pub use ids::{
-    ApiTokenId, ApplicationId, DeploymentId, EnvironmentId, OrganizationId, ProjectId, VariableId,
+    ApiTokenId, ApplicationId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
+    VariableId,
 };
 pub use names::{BranchName, EnvVarName, Hostname, NameError, ResourceName};

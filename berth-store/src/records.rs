@@ -131,6 +131,18 @@ pub struct VariableRecord {
 }
 
 #[derive(Debug, Clone)]
+pub struct DatabaseRecord {
+    pub id: berth_domain::DatabaseId,
+    pub environment_id: EnvironmentId,
+    pub name: ResourceName,
+    pub spec: berth_domain::database::DatabaseSpec,
+    /// `DatabaseCredentials` as JSON, encrypted.
+    pub credentials_ciphertext: Vec<u8>,
+    pub lifecycle: Lifecycle,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct DeploymentRecord {
     pub id: DeploymentId,
     pub project_id: ProjectId,

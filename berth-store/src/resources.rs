@@ -223,6 +223,12 @@ impl Store {
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?;
+        sqlx::query(
+            "UPDATE databases SET status = 'deleting' WHERE environment_id IN (SELECT id FROM environments WHERE project_id = ?)",
+        )
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -334,6 +340,10 @@ impl Store {
             .bind(id.to_string())
             .execute(&mut *tx)
             .await?;
+        sqlx::query("UPDATE databases SET status = 'deleting' WHERE environment_id = ?")
+            .bind(id.to_string())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -355,6 +365,17 @@ impl Store {
         spec: &ApplicationSpec,
         credential_ciphertext: Option<&[u8]>,
     ) -> Result<ApplicationRecord, StoreError> {
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM databases WHERE environment_id = ? AND name = ?")
+                .bind(environment.to_string())
+                .bind(name.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "a database named {name:?} exists in this environment; services share one namespace, choose another name"
+            )));
+        }
         let now = now_rfc3339();
         let record = ApplicationRecord {
             id: ApplicationId::new_random(),

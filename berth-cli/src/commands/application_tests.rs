@@ -96,6 +96,7 @@ async fn create_from_git_reads_the_token_from_stdin() {
     expect![[r#"
         {
           "cpu": 0.5,
+          "drain_secs": null,
           "git": {
             "branch": null,
             "build_args": {
@@ -106,11 +107,14 @@ async fn create_from_git_reads_the_token_from_stdin() {
             "root_path": "apps/web"
           },
           "git_token": "ghp_secret",
+          "health_check": null,
           "image": null,
+          "instances": null,
           "memory_mb": 256,
           "name": "web",
           "port": 3000,
           "private": false,
+          "release_command": null,
           "ssh_private_key": null
         }
     "#]]
@@ -176,7 +180,7 @@ async fn create_from_an_image() {
     ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     assert!(outcome.success, "{}", outcome.transcript());
-    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null}"#]]
+    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null,"instances":null,"health_check":null,"release_command":null,"drain_secs":null}"#]]
         .assert_eq(&stub.bodies("POST")[0]);
 }
 
@@ -211,7 +215,9 @@ async fn update_of_one_git_option_keeps_the_others() {
         {
           "clear_credentials": false,
           "clear_port": true,
+          "clear_release_command": false,
           "cpu": null,
+          "drain_secs": null,
           "git": {
             "branch": "develop",
             "build_args": {
@@ -222,10 +228,13 @@ async fn update_of_one_git_option_keeps_the_others() {
             "root_path": "apps/web"
           },
           "git_token": null,
+          "health_check": null,
           "image": null,
+          "instances": null,
           "memory_mb": null,
           "port": null,
           "private": false,
+          "release_command": null,
           "ssh_private_key": null
         }
     "#]]
@@ -281,24 +290,28 @@ async fn list_and_show() {
     )
     .await;
     expect![[r#"
-        name:        web
-        project:     shop
-        environment: prod
-        status:      running
-        url:         http://web.prod.shop.localhost:8000
-        repository:  https://git.example/shop.git
-        branch:      main (the environment's)
-        root path:   apps/web
-        dockerfile:  Dockerfile
-        build args:  MODE=prod
-        credential:  token
-        port:        3000
-        visibility:  public
-        cpu:         0.5 cores
-        memory:      256 MiB
-        deployment:  d1
-        created:     2024-05-01 10:00:00
-        updated:     2024-05-01 10:05:00
+        name:            web
+        project:         shop
+        environment:     prod
+        status:          running
+        url:             http://web.prod.shop.localhost:8000
+        repository:      https://git.example/shop.git
+        branch:          main (the environment's)
+        root path:       apps/web
+        dockerfile:      Dockerfile
+        build args:      MODE=prod
+        credential:      token
+        port:            3000
+        visibility:      public
+        cpu:             0.5 cores
+        memory:          256 MiB
+        instances:       2
+        health check:    http GET /healthz expecting 200-399, every 2s, timeout 2s, 3 failures
+        release command: bin/migrate --yes
+        drain:           5s
+        deployment:      d1
+        created:         2024-05-01 10:00:00
+        updated:         2024-05-01 10:05:00
     "#]]
     .assert_eq(&show.transcript());
     let json = run_cli(
@@ -310,4 +323,146 @@ async fn list_and_show() {
     .await;
     let shown: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
     assert_eq!(shown["url"], "http://web.prod.shop.localhost:8000");
+}
+
+#[tokio::test]
+async fn rollout_settings_are_sent_on_create_and_update() {
+    let stub = stub().await;
+    let args = [
+        "app",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "web",
+        "--image",
+        "127.0.0.1:5000/web:1",
+        "--port",
+        "3000",
+        "--instances",
+        "2",
+        "--health-path",
+        "/healthz",
+        "--health-status",
+        "200-299",
+        "--health-start-delay",
+        "5",
+        "--health-interval",
+        "1.5",
+        "--health-timeout",
+        "0.5",
+        "--health-threshold",
+        "4",
+        "--release-command",
+        "bin/migrate --yes",
+        "--drain",
+        "10",
+    ];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    assert!(outcome.success, "{}", outcome.transcript());
+    let body: serde_json::Value = serde_json::from_str(&stub.bodies("POST")[0]).unwrap();
+    expect![[r#"
+        {
+          "drain_secs": 10.0,
+          "health_check": {
+            "expected_status": "200-299",
+            "failure_threshold": 4,
+            "interval_secs": 1.5,
+            "kind": "http",
+            "path": "/healthz",
+            "start_delay_secs": 5.0,
+            "timeout_secs": 0.5
+          },
+          "instances": 2,
+          "release_command": "bin/migrate --yes"
+        }
+    "#]]
+    .assert_eq(&pretty(
+        &json!({
+            "drain_secs": body["drain_secs"], "health_check": body["health_check"],
+            "instances": body["instances"], "release_command": body["release_command"],
+        })
+        .to_string(),
+    ));
+
+    let args = [
+        "app",
+        "update",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "web",
+        "--health-check",
+        "tcp",
+        "--no-release-command",
+    ];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    assert!(outcome.success, "{}", outcome.transcript());
+    expect![[r#"
+        {
+          "clear_credentials": false,
+          "clear_port": false,
+          "clear_release_command": true,
+          "cpu": null,
+          "drain_secs": null,
+          "git": null,
+          "git_token": null,
+          "health_check": {
+            "expected_status": null,
+            "failure_threshold": null,
+            "interval_secs": null,
+            "kind": "tcp",
+            "path": null,
+            "start_delay_secs": null,
+            "timeout_secs": null
+          },
+          "image": null,
+          "instances": null,
+          "memory_mb": null,
+          "port": null,
+          "private": null,
+          "release_command": null,
+          "ssh_private_key": null
+        }
+    "#]]
+    .assert_eq(&pretty(&stub.bodies("PATCH")[0]));
+    assert_eq!(stub.request_lines().matches("GET").count(), 0, "no read-modify-write needed");
+}
+
+#[test]
+fn health_checks_read_as_a_sentence() {
+    use berth_api::HealthCheckSettings;
+
+    use super::health_check_summary;
+    let http = HealthCheckSettings {
+        kind: Some("http".into()),
+        path: Some("/healthz".into()),
+        expected_status: Some("200-399".into()),
+        start_delay_secs: Some(0.0),
+        interval_secs: Some(2.0),
+        timeout_secs: Some(2.0),
+        failure_threshold: Some(3),
+    };
+    let delayed = HealthCheckSettings {
+        start_delay_secs: Some(7.5),
+        interval_secs: Some(0.5),
+        ..http.clone()
+    };
+    let summaries = [
+        health_check_summary(&http, Some(3000)),
+        health_check_summary(&delayed, Some(3000)),
+        health_check_summary(&HealthCheckSettings::default(), Some(8080)),
+        health_check_summary(&http, None),
+    ];
+    expect![[r#"
+        [
+            "http GET /healthz expecting 200-399, every 2s, timeout 2s, 3 failures",
+            "http GET /healthz expecting 200-399, first after 7.5s, every 0.5s, timeout 2s, 3 failures",
+            "tcp port 8080, every 2s, timeout 2s, 3 failures",
+            "none (no port: the instance only has to keep running)",
+        ]
+    "#]]
+    .assert_debug_eq(&summaries);
 }

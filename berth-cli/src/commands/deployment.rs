@@ -86,9 +86,10 @@ pub(crate) async fn run(
     Ok(())
 }
 
-/// POST `/cancel`. A queued deployment is cancelled at once; a running one stops at its
-/// current step (the server refuses once traffic has switched, and for a deployment that
-/// already ended: its 409 message is the error).
+/// POST `/cancel`. A queued deployment is cancelled at once; a running one is asked to stop
+/// and is usually still `running` in the answer (steps from `route` on cannot be cancelled,
+/// so one that reaches them first still succeeds). The server refuses (409, its message is
+/// the error) a deployment that already ended or already switched traffic.
 async fn cancel(context: &mut Context<'_>, id: &str) -> Result<(), CliError> {
     let path = paths::deployment_cancel(id)?;
     if !context.console.is_json() {
@@ -105,8 +106,9 @@ async fn cancel(context: &mut Context<'_>, id: &str) -> Result<(), CliError> {
         format!("deployment {} {status}", deployment.id)
     } else {
         format!(
-            "deployment {} {status}: it stops before it switches traffic and the previous version keeps serving; \
-             follow it with `berth deployment show {}`",
+            "deployment {} {status}: cancellation requested; it stops at its current step unless it \
+             is already switching traffic, and the previous version keeps serving; check it with \
+             `berth deployment show {}`",
             deployment.id, deployment.id
         )
     };
@@ -188,6 +190,103 @@ mod tests {
 
     use super::*;
     use crate::commands::deploy::tests::{deployment_json, failed_deployment_json};
+    use crate::commands::testing::run_cli;
+    use crate::output::Terminals;
+    use crate::test_server::{Reply, StubServer};
+
+    const HISTORY: &str = "GET /api/v1/projects/shop/environments/prod/deployments";
+
+    #[tokio::test]
+    async fn list_of_one_application() {
+        let mut rollback = deployment_json("succeeded");
+        rollback["id"] = serde_json::json!("d5");
+        rollback["application"] = serde_json::json!("web");
+        rollback["trigger"] = serde_json::json!("user:admin (rollback to d1)");
+        let web = format!("{HISTORY}?application=web");
+        let api = format!("{HISTORY}?application=api");
+        let stub = StubServer::start(vec![
+            (
+                web.as_str(),
+                vec![Reply::value(200, &serde_json::json!([rollback, failed_deployment_json()]))],
+            ),
+            (api.as_str(), vec![Reply::value(200, &serde_json::json!([]))]),
+            (HISTORY, vec![Reply::value(200, &serde_json::json!([]))]),
+        ])
+        .await;
+        let args = ["deployment", "list", "-p", "shop", "-e", "prod", "--application", "web"];
+        let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        expect![[r#"
+            ID   STATUS      APPLICATION   TRIGGER                       CREATED               DURATION
+            d5   succeeded   web           user:admin (rollback to d1)   2024-05-01 10:00:00   12.5s
+            d2   failed      web           user:admin                    2024-05-01 10:00:00   4.0s
+        "#]]
+        .assert_eq(&outcome.transcript());
+        let args = ["deployment", "list", "-p", "shop", "-e", "prod", "-a", "api"];
+        let none_of_api = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        let args = ["deployment", "list", "-p", "shop", "-e", "prod"];
+        let none = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        expect![[r#"
+            no deployments of application api in environment prod of project shop yet: start one with `berth deploy --project shop --environment prod --application api`
+            no deployments in environment prod of project shop yet: start one with `berth deploy --project shop --environment prod`
+        "#]]
+        .assert_eq(&(none_of_api.transcript() + &none.transcript()));
+        expect![[r#"
+            GET /api/v1/projects/shop/environments/prod/deployments?application=web
+            GET /api/v1/projects/shop/environments/prod/deployments?application=api
+            GET /api/v1/projects/shop/environments/prod/deployments
+        "#]]
+        .assert_eq(&stub.request_lines());
+    }
+
+    #[tokio::test]
+    async fn cancel_queued_running_and_ended_deployments() {
+        let mut queued = deployment_json("cancelled");
+        queued["id"] = serde_json::json!("d7");
+        let mut running = deployment_json("running");
+        running["id"] = serde_json::json!("d8");
+        let ended = serde_json::json!({"error": {"code": "conflict",
+            "message": "deployment d1 already ended (succeeded); nothing to cancel"}});
+        let switched = serde_json::json!({"error": {"code": "conflict",
+            "message": "the deployment already switched traffic; roll back with `berth rollback --to` instead"}});
+        let stub = StubServer::start(vec![
+            ("POST /api/v1/deployments/d7/cancel", vec![Reply::value(202, &queued)]),
+            ("POST /api/v1/deployments/d8/cancel", vec![Reply::value(202, &running)]),
+            ("POST /api/v1/deployments/d1/cancel", vec![Reply::value(409, &ended)]),
+            ("POST /api/v1/deployments/d9/cancel", vec![Reply::value(409, &switched)]),
+        ])
+        .await;
+        let mut transcripts = String::new();
+        for id in ["d7", "d8", "d1", "d9"] {
+            let outcome =
+                run_cli(&stub.url, &["deployment", "cancel", id], "", Terminals::default()).await;
+            transcripts.push_str(&format!("# {id}\n{}", outcome.transcript()));
+        }
+        expect![[r#"
+            # d7
+            cancelling deployment d7
+            deployment d7 cancelled
+            # d8
+            cancelling deployment d8
+            deployment d8 running: cancellation requested; it stops at its current step unless it is already switching traffic, and the previous version keeps serving; check it with `berth deployment show d8`
+            # d1
+            cancelling deployment d1
+            --- stderr
+            error: deployment d1 already ended (succeeded); nothing to cancel
+            --- failed
+            # d9
+            cancelling deployment d9
+            --- stderr
+            error: the deployment already switched traffic; roll back with `berth rollback --to` instead
+            --- failed
+        "#]]
+        .assert_eq(&transcripts);
+        assert_eq!(stub.bodies("POST /api/v1/deployments/d7"), [""], "no request body");
+
+        let args = ["deployment", "cancel", "d7", "-o", "json"];
+        let json = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        let printed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(printed["status"], "cancelled", "stdout is only the deployment's JSON");
+    }
 
     #[test]
     fn list_and_details() {

@@ -94,9 +94,10 @@ mod tests {
             run_cli(&stub.url, &["status", "-p", "shop", "-e", "prod"], "", Terminals::default())
                 .await;
         expect![[r#"
-            NAME   STATUS    URL                                   COMMIT    RESTARTS   MESSAGE
-            web    running   http://web.prod.shop.localhost:8000   0123456   0
-            hog    crashed   -                                     -         3          killed: out of memory (limit 64 MiB)
+            NAME   STATUS     INSTANCES   URL                                   COMMIT    RESTARTS   MESSAGE
+            web    running    2/2         http://web.prod.shop.localhost:8000   0123456   0
+            api    degraded   2/3         http://api.prod.shop.localhost:8000   0123456   4          instance 1 failed its health check: HTTP 503
+            hog    crashed    0/1         -                                     -         3          killed: out of memory (limit 64 MiB)
 
             last deployment: d2 failed (created 2024-05-01 10:00:00, user:admin)
             failed at build web: the Dockerfile's RUN step exited with code 127

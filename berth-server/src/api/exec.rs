@@ -17,7 +17,7 @@ use crate::state::AppState;
 #[utoipa::path(post, path = "/projects/{project}/environments/{environment}/applications/{application}/exec", tag = "applications",
     params(("project" = String, Path), ("environment" = String, Path), ("application" = String, Path)),
     request_body = wire::ExecRequest,
-    responses((status = 200, description = "text/event-stream of output lines, then an `exit` event with wire::ExecExit"), (status = 404, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+    responses((status = 200, description = "text/event-stream of output lines, then an `exit` event with wire::ExecExit"), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
 pub(crate) async fn exec(
     State(state): State<AppState>,
     Path((project, environment, application)): Path<(String, String, String)>,

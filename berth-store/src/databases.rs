@@ -1,0 +1,129 @@
+//! Database services of environments.
+
+use berth_domain::database::DatabaseSpec;
+use berth_domain::{EnvironmentId, OrganizationId, ResourceName};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use crate::records::{parse_id, parse_name};
+use crate::{now_rfc3339, DatabaseRecord, Lifecycle, Store, StoreError};
+
+fn database_from_row(row: &SqliteRow) -> Result<DatabaseRecord, StoreError> {
+    let spec_json: &str = row.try_get("spec_json")?;
+    Ok(DatabaseRecord {
+        id: parse_id("database id", row.try_get("id")?)?,
+        environment_id: parse_id("environment id", row.try_get("environment_id")?)?,
+        name: parse_name(row.try_get("name")?)?,
+        spec: serde_json::from_str(spec_json)
+            .map_err(|e| StoreError::corrupt("database spec", e))?,
+        credentials_ciphertext: row.try_get("credentials_ciphertext")?,
+        lifecycle: Lifecycle::parse(row.try_get("status")?)?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+impl Store {
+    /// Creates a database; its name must not be taken by an application of the same
+    /// environment either, since both become host names on the environment's network.
+    pub async fn create_database(
+        &self,
+        environment: EnvironmentId,
+        name: &ResourceName,
+        spec: &DatabaseSpec,
+        credentials_ciphertext: &[u8],
+    ) -> Result<DatabaseRecord, StoreError> {
+        let taken: Option<String> =
+            sqlx::query_scalar("SELECT id FROM applications WHERE environment_id = ? AND name = ?")
+                .bind(environment.to_string())
+                .bind(name.as_str())
+                .fetch_optional(self.pool())
+                .await?;
+        if taken.is_some() {
+            return Err(StoreError::Conflict(format!(
+                "an application named {name:?} exists in this environment; services share one namespace, choose another name"
+            )));
+        }
+        let record = DatabaseRecord {
+            id: berth_domain::DatabaseId::new_random(),
+            environment_id: environment,
+            name: name.clone(),
+            spec: spec.clone(),
+            credentials_ciphertext: credentials_ciphertext.to_vec(),
+            lifecycle: Lifecycle::Active,
+            created_at: now_rfc3339(),
+        };
+        let spec_json =
+            serde_json::to_string(spec).map_err(|e| StoreError::corrupt("database spec", e))?;
+        sqlx::query(
+            "INSERT INTO databases (id, environment_id, name, spec_json, credentials_ciphertext, status, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(record.id.to_string())
+        .bind(environment.to_string())
+        .bind(name.as_str())
+        .bind(spec_json)
+        .bind(credentials_ciphertext)
+        .bind(record.lifecycle.as_str())
+        .bind(&record.created_at)
+        .execute(self.pool())
+        .await
+        .map_err(|e| StoreError::unique_as_conflict(e, || format!("this environment already has a database named {name:?}; choose another name")))?;
+        Ok(record)
+    }
+
+    pub async fn list_databases(
+        &self,
+        environment: EnvironmentId,
+    ) -> Result<Vec<DatabaseRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM databases WHERE environment_id = ? ORDER BY name")
+            .bind(environment.to_string())
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(database_from_row).collect()
+    }
+
+    pub async fn database_by_name(
+        &self,
+        environment: EnvironmentId,
+        name: &str,
+    ) -> Result<Option<DatabaseRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM databases WHERE environment_id = ? AND name = ?")
+            .bind(environment.to_string())
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(database_from_row).transpose()
+    }
+
+    /// Every database of the organization, any lifecycle (the reconciler's view).
+    pub async fn all_databases(
+        &self,
+        organization: OrganizationId,
+    ) -> Result<Vec<DatabaseRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.* FROM databases d JOIN environments e ON e.id = d.environment_id JOIN projects p ON p.id = e.project_id WHERE p.organization_id = ?",
+        )
+        .bind(organization.to_string())
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(database_from_row).collect()
+    }
+
+    pub async fn mark_database_deleting(
+        &self,
+        id: berth_domain::DatabaseId,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE databases SET status = 'deleting' WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    pub async fn delete_database(&self, id: berth_domain::DatabaseId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM databases WHERE id = ?")
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
