@@ -241,9 +241,61 @@ pub struct Application {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SetVariable {
     pub name: String,
+    /// The value (ignored for an alias).
+    #[serde(default)]
     pub value: String,
     #[serde(default)]
     pub secret: bool,
+    /// Make this variable follow a built-in one, e.g. `BERTH_DATABASE_MAIN_URL`.
+    #[serde(default)]
+    pub alias_of: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct CreateDatabase {
+    pub name: String,
+    /// `postgresql`, `mariadb` (or `mysql`), `redis`.
+    pub engine: String,
+    /// Default: the version the offline images provide (PostgreSQL 15, MariaDB 10.11,
+    /// Redis 7.0).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// `container` (default) or `external`.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// External mode: the server's URL with credentials (write-only, stored encrypted).
+    #[serde(default)]
+    pub url: Option<String>,
+    /// Container mode: storage accounted for the volume, in GB (default 1).
+    #[serde(default)]
+    pub storage_gb: Option<u32>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Database {
+    pub id: String,
+    pub project: String,
+    pub environment: String,
+    pub name: String,
+    pub engine: String,
+    pub version: String,
+    /// `container` or `external`.
+    pub mode: String,
+    pub storage_gb: Option<u32>,
+    /// Host and port applications of the environment use.
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    /// The connection URL with the password masked.
+    pub url: String,
+    /// The variables applications receive (`BERTH_DATABASE_<NAME>_URL`, ...).
+    pub variables: Vec<String>,
+    /// `active`, `deleting`.
+    pub status: String,
+    /// Container mode: `running`, `stopped`, `not_deployed`.
+    pub runtime_status: String,
+    pub created_at: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -254,6 +306,9 @@ pub struct Variable {
     pub secret: bool,
     /// `project`, `environment` or `application`.
     pub scope: String,
+    /// The built-in variable this one follows, if it is an alias.
+    #[serde(default)]
+    pub alias_of: Option<String>,
     pub updated_at: String,
 }
 

@@ -19,7 +19,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use berth_domain::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 use berth_domain::plan::{ObjectKind, ObservedObject};
-use berth_engine::adapters::{ContainerSpec, ContainerState, NetworkSpec, Runtime, RuntimeError};
+use berth_engine::adapters::{
+    ContainerSpec, ContainerState, NetworkSpec, Runtime, RuntimeError, VolumeSpec,
+};
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, LogsOptions, NetworkingConfig,
     RemoveContainerOptions, StopContainerOptions,
@@ -27,8 +29,8 @@ use bollard::container::{
 use bollard::errors::Error as EngineError;
 use bollard::image::{ListImagesOptions, RemoveImageOptions};
 use bollard::models::{
-    EndpointSettings, HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy,
-    RestartPolicyNameEnum,
+    EndpointSettings, HostConfig, HostConfigLogConfig, Mount, MountTypeEnum, PortBinding,
+    RestartPolicy, RestartPolicyNameEnum,
 };
 use bollard::network::{CreateNetworkOptions, InspectNetworkOptions, ListNetworksOptions};
 use bollard::system::EventsOptions;
@@ -98,6 +100,40 @@ impl Runtime for DockerEngine {
             Err(error) if is_conflict(&error) && self.network_exists(&spec.name).await? => Ok(()),
             Err(error) => Err(runtime_error(operation, &error)),
         }
+    }
+
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError> {
+        let operation = format!("creating volume {}", spec.name);
+        check_object_name(&operation, &spec.name)?;
+        match self.docker.inspect_volume(&spec.name).await {
+            Ok(volume) => {
+                // A volume of that name that Berth did not create is never adopted: its
+                // data belongs to someone else.
+                let owned =
+                    volume.labels.get(MANAGED_BY).map(String::as_str) == Some(MANAGED_BY_VALUE);
+                return if owned {
+                    Ok(())
+                } else {
+                    Err(RuntimeError::Engine {
+                        operation,
+                        message: format!("refused: a volume named {} exists without Berth's labels, so Berth did not create it; rename or remove it", spec.name),
+                    })
+                };
+            }
+            Err(EngineError::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => return Err(runtime_error(operation, &error)),
+        }
+        let options = bollard::volume::CreateVolumeOptions {
+            name: spec.name.clone(),
+            driver: "local".to_owned(),
+            labels: to_hash_map(&spec.labels),
+            ..Default::default()
+        };
+        self.docker
+            .create_volume(options)
+            .await
+            .map(|_| ())
+            .map_err(|error| runtime_error(operation, &error))
     }
 
     async fn start_container(&self, spec: &ContainerSpec) -> Result<ContainerState, RuntimeError> {
@@ -578,6 +614,17 @@ pub(crate) fn container_config(spec: &ContainerSpec, role: Role) -> Config<Strin
         }),
         init: Some(true),
         network_mode: Some(spec.network.clone()),
+        mounts: (!spec.mounts.is_empty()).then(|| {
+            spec.mounts
+                .iter()
+                .map(|mount| Mount {
+                    target: Some(mount.path.clone()),
+                    source: Some(mount.volume.clone()),
+                    typ: Some(MountTypeEnum::VOLUME),
+                    ..Default::default()
+                })
+                .collect()
+        }),
         log_config: Some(HostConfigLogConfig {
             typ: Some("json-file".to_owned()),
             config: Some(HashMap::from([
@@ -594,6 +641,7 @@ pub(crate) fn container_config(spec: &ContainerSpec, role: Role) -> Config<Strin
     };
     Config {
         image: Some(spec.image.clone()),
+        cmd: spec.command.clone(),
         env: Some(spec.env.iter().map(|(key, value)| format!("{key}={value}")).collect()),
         labels: Some(to_hash_map(&spec.labels)),
         exposed_ports: exposed.map(|port| HashMap::from([(port, HashMap::new())])),

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::ids::{ApplicationId, DeploymentId, EnvironmentId, OrganizationId, ProjectId};
+use crate::ids::{
+    ApplicationId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
+};
 
 pub const MANAGED_BY: &str = "berth.managed-by";
 pub const MANAGED_BY_VALUE: &str = "berth";
@@ -57,6 +59,20 @@ pub fn application_container_labels(
     labels.insert(SERVICE.to_owned(), application.to_string());
     labels.insert(SERVICE_KIND.to_owned(), ServiceKind::Application.as_str().to_owned());
     labels.insert(DEPLOYMENT.to_owned(), deployment.to_string());
+    labels
+}
+
+/// Labels for a database's container and volume. They carry no deployment: a database
+/// container lives across deployments, and its volume until the database is deleted.
+pub fn database_labels(
+    organization: OrganizationId,
+    project: ProjectId,
+    environment: EnvironmentId,
+    database: DatabaseId,
+) -> BTreeMap<String, String> {
+    let mut labels = environment_labels(organization, project, environment);
+    labels.insert(SERVICE.to_owned(), database.to_string());
+    labels.insert(SERVICE_KIND.to_owned(), ServiceKind::Database.as_str().to_owned());
     labels
 }
 

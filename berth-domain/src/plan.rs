@@ -5,7 +5,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::ids::{ApplicationId, DeploymentId, EnvironmentId, OrganizationId, ProjectId};
+use crate::ids::{
+    ApplicationId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
+};
 use crate::labels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -45,6 +47,8 @@ pub struct DesiredState {
     pub projects: BTreeSet<ProjectId>,
     pub environments: BTreeSet<EnvironmentId>,
     pub applications: BTreeSet<ApplicationId>,
+    /// Databases whose container and volume must stay.
+    pub databases: BTreeSet<DatabaseId>,
     /// Deployments whose containers must stay: the serving release of each application
     /// and any deployment in progress.
     pub live_deployments: BTreeSet<DeploymentId>,
@@ -125,6 +129,17 @@ fn removal_reason(desired: &DesiredState, object: &ObservedObject) -> Option<Str
             return Some(format!("application {service} was deleted"));
         }
     }
+    let is_database =
+        object.labels.get(labels::SERVICE_KIND).map(String::as_str) == Some("database");
+    if is_database {
+        let database: Option<DatabaseId> = label_id(object, labels::SERVICE);
+        return match database {
+            Some(database) if !desired.databases.contains(&database) => {
+                Some(format!("database {database} was deleted"))
+            }
+            _ => None,
+        };
+    }
     if object.kind == ObjectKind::Container && is_application {
         let deployment: Option<DeploymentId> = label_id(object, labels::DEPLOYMENT);
         match deployment {
@@ -171,6 +186,7 @@ mod tests {
             projects: [p].into(),
             environments: [e].into(),
             applications: [a].into(),
+            databases: Default::default(),
             live_deployments: [live].into(),
             referenced_images: ["berth/p/web:abc".to_owned()].into(),
         };
@@ -204,5 +220,28 @@ mod tests {
             .map(|r| format!("{} {}", r.kind.as_str(), r.name))
             .collect();
         assert_eq!(removed, ["container gone-project", "container old", "image berth/p/web:old"]);
+    }
+
+    #[test]
+    fn database_volumes_go_only_with_their_database() {
+        let (p, e) = (ProjectId::new_random(), EnvironmentId::new_random());
+        let (kept, deleted) = (DatabaseId::new_random(), DatabaseId::new_random());
+        let desired = DesiredState {
+            organization: Some(org()),
+            projects: [p].into(),
+            environments: [e].into(),
+            databases: [kept].into(),
+            ..DesiredState::default()
+        };
+        let volume = |name: &str, db| ObservedObject {
+            kind: ObjectKind::Volume,
+            id: name.to_owned(),
+            name: name.to_owned(),
+            labels: labels::database_labels(org(), p, e, db),
+        };
+        let observed = vec![volume("kept", kept), volume("deleted", deleted)];
+        let removed: Vec<String> =
+            plan_cleanup(&desired, &observed).into_iter().map(|r| r.name).collect();
+        assert_eq!(removed, ["deleted"]);
     }
 }

@@ -142,8 +142,23 @@ pub trait Builder: Send + Sync {
     ) -> Result<(), BuildError>;
 }
 
-/// A container to run for one instance of an application.
-#[derive(Debug, Clone)]
+/// A named volume mounted into a container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeMount {
+    /// Volume name (created by `ensure_volume`).
+    pub volume: String,
+    /// Absolute path inside the container.
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A container to run: an application instance, a database, or a one-off command.
+#[derive(Debug, Clone, Default)]
 pub struct ContainerSpec {
     /// Unique name, e.g. `berth-<project>-<env>-<app>-<deployment-short>`.
     pub name: String,
@@ -157,6 +172,9 @@ pub struct ContainerSpec {
     pub port: Option<u16>,
     pub cpu_millis: Option<u32>,
     pub memory_bytes: Option<u64>,
+    /// Replaces the image's command (e.g. server flags of a database).
+    pub command: Option<Vec<String>>,
+    pub mounts: Vec<VolumeMount>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +210,9 @@ pub enum RuntimeError {
 pub trait Runtime: Send + Sync {
     /// Creates the network if no network of that name exists ("already done" is success).
     async fn ensure_network(&self, spec: &NetworkSpec) -> Result<(), RuntimeError>;
+
+    /// Creates the volume if no volume of that name exists ("already done" is success).
+    async fn ensure_volume(&self, spec: &VolumeSpec) -> Result<(), RuntimeError>;
 
     /// Creates and starts a container; an existing container of the same name is replaced.
     async fn start_container(&self, spec: &ContainerSpec) -> Result<ContainerState, RuntimeError>;

@@ -101,6 +101,8 @@ impl Engine {
             port: None,
             cpu_millis: snapshot.spec.cpu.map(|c| c.millis()),
             memory_bytes: snapshot.spec.memory.map(|m| m.bytes()),
+            command: None,
+            mounts: Vec::new(),
         };
         Ok(runtime
             .run_to_completion(&spec, command, EXEC_TIMEOUT, output)

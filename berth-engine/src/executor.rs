@@ -36,8 +36,8 @@ use crate::snapshot::ServiceSnapshot;
 
 /// A failed step, with a reason a person can act on.
 pub(crate) struct StepFailure {
-    step: StepName,
-    message: String,
+    pub(crate) step: StepName,
+    pub(crate) message: String,
     cancelled: bool,
 }
 
@@ -47,7 +47,7 @@ impl StepFailure {
     }
 }
 
-type StepResult<T> = Result<(T, Option<String>), StepFailure>;
+pub(crate) type StepResult<T> = Result<(T, Option<String>), StepFailure>;
 
 /// What one application is deployed with: built now, or taken from an earlier deployment.
 struct Release {
@@ -57,12 +57,12 @@ struct Release {
 }
 
 /// The context shared by the steps of one deployment.
-struct Run<'a> {
-    engine: &'a Engine,
-    deployment: &'a DeploymentRecord,
-    project: &'a ProjectRecord,
-    environment: &'a EnvironmentRecord,
-    log: DeploymentLog,
+pub(crate) struct Run<'a> {
+    pub(crate) engine: &'a Engine,
+    pub(crate) deployment: &'a DeploymentRecord,
+    pub(crate) project: &'a ProjectRecord,
+    pub(crate) environment: &'a EnvironmentRecord,
+    pub(crate) log: DeploymentLog,
     cancel: CancellationToken,
 }
 
@@ -134,11 +134,16 @@ impl Engine {
                 .collect();
             applications.retain(|a| covered.contains(&a.id));
         }
-        if applications.is_empty() {
+        let has_databases = self
+            .store
+            .list_databases(environment.id)
+            .await?
+            .iter()
+            .any(|d| d.lifecycle == Lifecycle::Active);
+        if applications.is_empty() && (!has_databases || deployment.rollback_of.is_some()) {
             return fail(
                 StepName::Clone,
-                "there is no application to deploy; create one with `berth application create`"
-                    .into(),
+                "there is nothing to deploy; create an application with `berth application create` or a database with `berth database create`".into(),
             );
         }
         let (log, writer) = DeploymentLog::start(self.store.clone(), deployment.id);
@@ -150,8 +155,19 @@ impl Engine {
             log,
             cancel,
         };
-        let mut result = Ok(());
-        for application in &applications {
+        // Databases first: applications start only once the databases they use answer.
+        let mut result = match run.ensure_databases().await? {
+            Ok(()) => Ok(()),
+            Err((database, failure)) => Err((
+                FailureReason {
+                    step: failure.step,
+                    application: Some(database),
+                    message: failure.message,
+                },
+                failure.cancelled,
+            )),
+        };
+        for application in applications.iter().filter(|_| result.is_ok()) {
             if let Err(failure) = run.deploy_application(application).await? {
                 result = Err((
                     FailureReason {
@@ -173,16 +189,15 @@ impl Engine {
 
 impl Run<'_> {
     /// Runs one recorded step under its deadline, cancellable unless `cancellable` is off.
-    async fn step<T>(
+    pub(crate) async fn step<T>(
         &self,
-        application: &ApplicationRecord,
+        service: &str,
         name: StepName,
         deadline: Duration,
         work: impl std::future::Future<Output = StepResult<T>>,
     ) -> Result<Result<T, StepFailure>, EngineError> {
         let store = &self.engine.store;
-        let step_id =
-            store.start_step(self.deployment.id, Some(application.name.as_str()), name).await?;
+        let step_id = store.start_step(self.deployment.id, Some(service), name).await?;
         self.engine.pause_if_requested(name).await;
         let outcome = tokio::select! {
             biased;
@@ -254,7 +269,7 @@ impl Run<'_> {
         if let Some(command) = &spec.release_command {
             let done = self
                 .step(
-                    application,
+                    application.name.as_str(),
                     StepName::Release,
                     deadlines.release,
                     self.run_release_command(application, &release, &env, &base_name, command),
@@ -270,7 +285,7 @@ impl Run<'_> {
             (0..spec.instances).map(|i| naming::instance_container(&base_name, i)).collect();
         let started = self
             .step(
-                application,
+                application.name.as_str(),
                 StepName::Start,
                 deadlines.start,
                 self.start_instances(application, spec, &release.image, &env, &instance_names),
@@ -287,7 +302,7 @@ impl Run<'_> {
         // health
         let healthy = self
             .step(
-                application,
+                application.name.as_str(),
                 StepName::Health,
                 deadlines.health + spec.health_check.start_delay() + Duration::from_secs(5),
                 self.wait_all_healthy(spec, &instance_names, &addresses),
@@ -305,7 +320,7 @@ impl Run<'_> {
         let previous = engine.serving_instances(application).await?;
         let routed = self
             .step(
-                application,
+                application.name.as_str(),
                 StepName::Route,
                 deadlines.route,
                 self.switch_traffic(application, spec, &instance_names, &addresses),
@@ -322,28 +337,33 @@ impl Run<'_> {
         let drain = Duration::from_millis(spec.drain_ms);
         let grace = deadlines.retire_grace;
         let retired = self
-            .step(application, StepName::Retire, drain + grace + Duration::from_secs(30), async {
-                if old.is_empty() {
-                    return Ok(((), Some("no previous version to retire".to_owned())));
-                }
-                tokio::time::sleep(drain).await;
-                for name in &old {
-                    engine
-                        .adapters
-                        .runtime
-                        .remove_container(name, grace)
-                        .await
-                        .map_err(|e| StepFailure::new(StepName::Retire, e.to_string()))?;
-                }
-                Ok((
-                    (),
-                    Some(format!(
-                        "drained {} ms, then stopped {}",
-                        drain.as_millis(),
-                        old.join(", ")
-                    )),
-                ))
-            })
+            .step(
+                application.name.as_str(),
+                StepName::Retire,
+                drain + grace + Duration::from_secs(30),
+                async {
+                    if old.is_empty() {
+                        return Ok(((), Some("no previous version to retire".to_owned())));
+                    }
+                    tokio::time::sleep(drain).await;
+                    for name in &old {
+                        engine
+                            .adapters
+                            .runtime
+                            .remove_container(name, grace)
+                            .await
+                            .map_err(|e| StepFailure::new(StepName::Retire, e.to_string()))?;
+                    }
+                    Ok((
+                        (),
+                        Some(format!(
+                            "drained {} ms, then stopped {}",
+                            drain.as_millis(),
+                            old.join(", ")
+                        )),
+                    ))
+                },
+            )
             .await?;
         // A failed retire leaves extra containers that the reconciler collects; the new
         // version already serves, so the deployment itself succeeded.
@@ -361,11 +381,18 @@ impl Run<'_> {
         let engine = self.engine;
         let deadlines = &engine.config.deadlines;
         let app_name = application.name.as_str();
-        let env = match self.resolve_variables(application).await {
+        // Database coordinates first, so a user variable of the same name wins; aliases
+        // follow them.
+        let mut variables = match engine.database_variables(self.environment.id).await {
+            Ok(variables) => variables,
+            Err(error) => return Ok(Err(StepFailure::new(StepName::Start, error.to_string()))),
+        };
+        let env = match self.resolve_variables(application, &variables).await {
             Ok(env) => env,
             Err(failure) => return Ok(Err(failure)),
         };
-        let snapshot = ServiceSnapshot { spec: application.spec.clone(), variables: env };
+        variables.extend(env);
+        let snapshot = ServiceSnapshot { spec: application.spec.clone(), variables };
         match &application.spec.source {
             ApplicationSource::Git(git) => {
                 let checkout = engine
@@ -375,7 +402,7 @@ impl Run<'_> {
                     .join(app_name);
                 let fetched = self
                     .step(
-                        application,
+                        application.name.as_str(),
                         StepName::Clone,
                         deadlines.clone,
                         self.clone_source(application, &checkout),
@@ -407,7 +434,7 @@ impl Run<'_> {
                 };
                 let built = self
                     .step(
-                        application,
+                        application.name.as_str(),
                         StepName::Build,
                         deadlines.build,
                         self.build_image(request, app_name),
@@ -419,7 +446,7 @@ impl Run<'_> {
             ApplicationSource::Image { reference } => {
                 let sink = self.log.for_step(Some(app_name), StepName::Build.as_str());
                 let pulled = self
-                    .step(application, StepName::Build, deadlines.build, async {
+                    .step(application.name.as_str(), StepName::Build, deadlines.build, async {
                         engine
                             .adapters
                             .builder
@@ -480,7 +507,8 @@ impl Run<'_> {
             let message = format!("rolling back to deployment {target}: reusing {image}");
             Ok((Release { image, commit: service.git_commit.clone(), snapshot }, Some(message)))
         };
-        self.step(application, StepName::Build, engine.config.deadlines.build, work).await
+        self.step(application.name.as_str(), StepName::Build, engine.config.deadlines.build, work)
+            .await
     }
 
     async fn clone_source(
@@ -569,12 +597,14 @@ impl Run<'_> {
     async fn resolve_variables(
         &self,
         application: &ApplicationRecord,
+        builtins: &[(String, String)],
     ) -> Result<Vec<(String, String)>, StepFailure> {
         crate::snapshot::resolve_application_variables(
             self.engine,
             self.project.id,
             self.environment.id,
             application.id,
+            builtins,
         )
         .await
         .map_err(|message| StepFailure::new(StepName::Start, message))
@@ -626,6 +656,8 @@ impl Run<'_> {
             port: spec.port,
             cpu_millis: spec.cpu.map(|c| c.millis()),
             memory_bytes: spec.memory.map(|m| m.bytes()),
+            command: None,
+            mounts: Vec::new(),
         }
     }
 

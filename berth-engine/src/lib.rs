@@ -4,6 +4,7 @@
 
 pub mod adapters;
 pub mod config;
+mod databases;
 mod engine;
 mod exec;
 mod executor;

@@ -28,6 +28,26 @@ pub fn application_container(
     )
 }
 
+/// The container of a database (it lives across deployments).
+pub fn database_container(
+    project: &ResourceName,
+    environment: &ResourceName,
+    database: &ResourceName,
+) -> String {
+    let cut = |s: &str| s.chars().take(20).collect::<String>();
+    format!(
+        "berth-{}-{}-{}-db",
+        cut(project.as_str()),
+        cut(environment.as_str()),
+        cut(database.as_str())
+    )
+}
+
+/// The volume holding a database's data.
+pub fn database_volume(database: berth_domain::DatabaseId) -> String {
+    format!("berth-db-{database}")
+}
+
 /// The container of instance `index` of a deployment (`<base>-<index>`).
 pub fn instance_container(base: &str, index: u16) -> String {
     format!("{base}-{index}")

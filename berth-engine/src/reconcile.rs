@@ -46,10 +46,18 @@ impl Engine {
             }
             let result = match removal.kind {
                 ObjectKind::Container => {
-                    self.adapters
-                        .runtime
-                        .remove_container(&removal.id, self.config.deadlines.retire_grace)
-                        .await
+                    let is_database = observed.iter().any(|o| {
+                        o.id == removal.id
+                            && o.labels.get(labels::SERVICE_KIND).map(String::as_str)
+                                == Some("database")
+                    });
+                    // A database gets time to flush and shut down cleanly.
+                    let grace = if is_database {
+                        crate::databases::DATABASE_STOP_GRACE
+                    } else {
+                        self.config.deadlines.retire_grace
+                    };
+                    self.adapters.runtime.remove_container(&removal.id, grace).await
                 }
                 kind => self.adapters.runtime.remove_object(kind, &removal.id).await,
             };
@@ -96,11 +104,22 @@ impl Engine {
                 changed = true;
             }
         }
+        for database in self.store.all_databases(self.organization).await? {
+            if database.lifecycle == Lifecycle::Deleting
+                && !labelled(labels::SERVICE, database.id.to_string())
+                && !running_in(database.environment_id).await?
+            {
+                self.store.delete_database(database.id).await?;
+                tracing::info!(database = %database.name, "database deleted with its volume");
+                changed = true;
+            }
+        }
         for environment in self.store.all_environments(self.organization).await? {
             if environment.lifecycle == Lifecycle::Deleting
                 && !labelled(labels::ENVIRONMENT, environment.id.to_string())
                 && !running_in(environment.id).await?
                 && self.store.list_applications(environment.id).await?.is_empty()
+                && self.store.list_databases(environment.id).await?.is_empty()
             {
                 self.store.delete_environment(environment.id).await?;
                 tracing::info!(environment = %environment.name, "environment deleted");

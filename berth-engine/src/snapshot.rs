@@ -31,12 +31,14 @@ impl ServiceSnapshot {
 }
 
 /// Project, environment and application variables of an application, secrets decrypted,
-/// narrower scopes winning. `Err` is a message for the deployment log.
+/// aliases following the built-in variables in `builtins`, narrower scopes winning.
+/// `Err` is a message for the deployment log.
 pub(crate) async fn resolve_application_variables(
     engine: &Engine,
     project: ProjectId,
     environment: EnvironmentId,
     application: ApplicationId,
+    builtins: &[(String, String)],
 ) -> Result<Vec<(String, String)>, String> {
     let records = engine
         .store
@@ -58,6 +60,20 @@ pub(crate) async fn resolve_application_variables(
                     .map_err(|e| format!("variable {}: {e}", record.name))?,
                 true,
             ),
+            StoredValue::Alias(target) => {
+                let value = builtins
+                    .iter()
+                    .find(|(name, _)| name == target.as_str())
+                    .map(|(_, v)| v.clone());
+                let value = value.ok_or_else(|| {
+                    format!(
+                        "variable {} follows {target}, which is not a built-in variable of this environment; create the database it names or delete the alias",
+                        record.name
+                    )
+                })?;
+                // Built-ins carry passwords: treat an alias as secret.
+                (value, true)
+            }
         };
         resolved.push(ResolvedVariable {
             scope: record.owner.scope(),

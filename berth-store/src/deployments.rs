@@ -439,6 +439,12 @@ impl Store {
         .bind(&org)
         .fetch_all(self.pool())
         .await?;
+        let databases: Vec<String> = sqlx::query_scalar(
+            "SELECT d.id FROM databases d JOIN environments e ON e.id = d.environment_id JOIN projects p ON p.id = e.project_id WHERE p.organization_id = ? AND d.status = 'active'",
+        )
+        .bind(&org)
+        .fetch_all(self.pool())
+        .await?;
         let live: Vec<String> = sqlx::query_scalar(
             "SELECT a.current_deployment_id FROM applications a WHERE a.status = 'active' AND a.current_deployment_id IS NOT NULL
              UNION SELECT id FROM deployments WHERE status IN ('queued', 'running')",
@@ -471,6 +477,10 @@ impl Store {
             applications: ids(applications, "application id")?
                 .into_iter()
                 .map(ApplicationId::from_uuid)
+                .collect(),
+            databases: ids(databases, "database id")?
+                .into_iter()
+                .map(berth_domain::DatabaseId::from_uuid)
                 .collect(),
             live_deployments: ids(live, "deployment id")?
                 .into_iter()

@@ -110,6 +110,8 @@ impl VariableOwner {
 pub enum StoredValue {
     Plain(String),
     Encrypted(Vec<u8>),
+    /// Follows a built-in variable (e.g. `BERTH_DATABASE_MAIN_URL`), resolved at deploy time.
+    Alias(EnvVarName),
 }
 
 impl std::fmt::Debug for StoredValue {
@@ -117,6 +119,7 @@ impl std::fmt::Debug for StoredValue {
         match self {
             Self::Plain(v) => write!(f, "Plain({v:?})"),
             Self::Encrypted(v) => write!(f, "Encrypted({} bytes)", v.len()),
+            Self::Alias(name) => write!(f, "Alias({name})"),
         }
     }
 }

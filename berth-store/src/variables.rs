@@ -10,7 +10,12 @@ use crate::{now_rfc3339, Store, StoreError, StoredValue, VariableOwner, Variable
 fn variable_from_row(row: &SqliteRow) -> Result<VariableRecord, StoreError> {
     let name: &str = row.try_get("name")?;
     let secret: bool = row.try_get("secret")?;
-    let value = if secret {
+    let alias: Option<String> = row.try_get("alias_of")?;
+    let value = if let Some(alias) = alias {
+        StoredValue::Alias(
+            EnvVarName::parse_any(&alias).map_err(|e| StoreError::corrupt("variable alias", e))?,
+        )
+    } else if secret {
         let bytes: Option<Vec<u8>> = row.try_get("value_ciphertext")?;
         StoredValue::Encrypted(bytes.ok_or_else(|| StoreError::corrupt("secret", "no ciphertext"))?)
     } else {
@@ -38,14 +43,15 @@ impl Store {
         name: &EnvVarName,
         value: &StoredValue,
     ) -> Result<(), StoreError> {
-        let (plain, cipher, secret) = match value {
-            StoredValue::Plain(text) => (Some(text.as_str()), None, false),
-            StoredValue::Encrypted(bytes) => (None, Some(bytes.as_slice()), true),
+        let (plain, cipher, secret, alias) = match value {
+            StoredValue::Plain(text) => (Some(text.as_str()), None, false, None),
+            StoredValue::Encrypted(bytes) => (None, Some(bytes.as_slice()), true, None),
+            StoredValue::Alias(target) => (None, None, false, Some(target.as_str())),
         };
         let mut tx = self.pool().begin().await?;
         delete_in(&mut tx, owner, name.as_str()).await?;
         sqlx::query(
-            "INSERT INTO variables (id, project_id, environment_id, application_id, scope, name, value_plain, value_ciphertext, secret, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO variables (id, project_id, environment_id, application_id, scope, name, value_plain, value_ciphertext, secret, alias_of, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(VariableId::new_random().to_string())
         .bind(owner.project_id.to_string())
@@ -56,6 +62,7 @@ impl Store {
         .bind(plain)
         .bind(cipher)
         .bind(secret)
+        .bind(alias)
         .bind(now_rfc3339())
         .execute(&mut *tx)
         .await?;

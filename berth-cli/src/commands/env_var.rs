@@ -43,7 +43,7 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
                 }
             };
             check_variable_name(&name).map_err(|message| CliError::failed(message, None))?;
-            let body = SetVariable { name: name.clone(), value, secret: args.secret };
+            let body = SetVariable { name: name.clone(), value, secret: args.secret, alias_of: None };
             let set: Fetched<serde_json::Value> =
                 context.client.put(&scope.variables()?, &body).await?;
             if context.console.is_json() {
@@ -97,6 +97,7 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
                     name: entry.key.clone(),
                     value: entry.value,
                     secret: args.secret,
+                    alias_of: None,
                 };
                 match context.client.put::<_, serde_json::Value>(&path, &body).await {
                     Ok(result) => results.push(result),

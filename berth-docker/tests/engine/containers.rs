@@ -63,6 +63,8 @@ pub(crate) fn spec(name: &str, image: &str, network: &str) -> ContainerSpec {
         port: None,
         cpu_millis: None,
         memory_bytes: None,
+        command: None,
+        mounts: Vec::new(),
     }
 }
 

@@ -130,9 +130,10 @@ pub(crate) fn health_check(check: &HealthCheck) -> wire::HealthCheckSettings {
 }
 
 pub(crate) fn variable(record: &VariableRecord) -> wire::Variable {
-    let (value, secret) = match &record.value {
-        StoredValue::Plain(text) => (text.clone(), false),
-        StoredValue::Encrypted(_) => (berth_domain::variables::MASKED_VALUE.to_owned(), true),
+    let (value, secret, alias_of) = match &record.value {
+        StoredValue::Plain(text) => (text.clone(), false, None),
+        StoredValue::Encrypted(_) => (berth_domain::variables::MASKED_VALUE.to_owned(), true, None),
+        StoredValue::Alias(target) => (format!("${{{target}}}"), false, Some(target.to_string())),
     };
     let scope = match record.owner.scope() {
         berth_domain::variables::VariableScope::Project => "project",
@@ -144,6 +145,7 @@ pub(crate) fn variable(record: &VariableRecord) -> wire::Variable {
         value,
         secret,
         scope: scope.to_owned(),
+        alias_of,
         updated_at: record.updated_at.clone(),
     }
 }

@@ -4,6 +4,7 @@
 
 mod applications;
 mod convert;
+mod databases;
 mod deployments;
 mod environments;
 mod exec;
@@ -76,6 +77,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(variables::list_application_variables, variables::set_application_variable))
         .routes(routes!(variables::delete_application_variable))
         .routes(routes!(deployments::list_deployments, deployments::create_deployment))
+        .routes(routes!(databases::list_databases, databases::create_database))
+        .routes(routes!(databases::get_database, databases::delete_database))
         .routes(routes!(deployments::get_deployment))
         .routes(routes!(deployments::cancel_deployment))
         .routes(routes!(deployments::rollback))

@@ -21,23 +21,33 @@ async fn set(
     body: wire::SetVariable,
 ) -> ApiResult<(StatusCode, Json<wire::Variable>)> {
     let name = EnvVarName::parse(&body.name)?;
-    if body.value.len() > MAX_VALUE_BYTES {
-        return Err(AppError::Invalid(format!(
-            "the value of {name} is longer than {} KiB",
-            MAX_VALUE_BYTES / 1024
-        )));
-    }
-    if body.value.contains('\0') {
-        return Err(AppError::Invalid(format!(
-            "the value of {name} contains a NUL byte, which environment variables cannot hold"
-        )));
-    }
-    let value = if body.secret {
-        StoredValue::Encrypted(
-            state.key.encrypt(body.value.as_bytes()).map_err(AppError::internal)?,
-        )
+    let value = if let Some(target) = body.alias_of.as_deref() {
+        let target = EnvVarName::parse_any(target)?;
+        if !target.as_str().starts_with("BERTH_DATABASE_") {
+            return Err(AppError::Invalid(format!(
+                "{name} can follow a database's built-in variable (BERTH_DATABASE_<NAME>_URL, _HOST, _PORT, _USER, _PASSWORD, _NAME), not {target}"
+            )));
+        }
+        StoredValue::Alias(target)
     } else {
-        StoredValue::Plain(body.value)
+        if body.value.len() > MAX_VALUE_BYTES {
+            return Err(AppError::Invalid(format!(
+                "the value of {name} is longer than {} KiB",
+                MAX_VALUE_BYTES / 1024
+            )));
+        }
+        if body.value.contains('\0') {
+            return Err(AppError::Invalid(format!(
+                "the value of {name} contains a NUL byte, which environment variables cannot hold"
+            )));
+        }
+        if body.secret {
+            StoredValue::Encrypted(
+                state.key.encrypt(body.value.as_bytes()).map_err(AppError::internal)?,
+            )
+        } else {
+            StoredValue::Plain(body.value)
+        }
     };
     state.store.set_variable(owner, &name, &value).await?;
     let stored = state

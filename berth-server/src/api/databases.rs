@@ -1,0 +1,239 @@
+//! Database endpoints: create (container or external mode), list, show, delete. Deleting
+//! a database removes its container and its volume — its data — through the reconciler;
+//! the CLI asks for confirmation first.
+
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use berth_api as wire;
+use berth_domain::database::{
+    builtin_variables, redact_url, DatabaseCredentials, DatabaseEngine, DatabaseMode, DatabaseSpec,
+    DatabaseVersion,
+};
+use berth_domain::source::ImageReference;
+use berth_domain::ResourceName;
+use berth_store::{DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
+use rand::distributions::{Alphanumeric, DistString};
+
+use super::{lookup, ApiJson};
+use crate::error::{ApiResult, AppError};
+use crate::state::AppState;
+
+/// How long creating a database may wait for its image to be pulled.
+const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn generated_credentials(name: &ResourceName, engine: DatabaseEngine) -> DatabaseCredentials {
+    let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+    let identifier = name.as_str().replace('-', "_");
+    match engine {
+        DatabaseEngine::Redis => DatabaseCredentials {
+            host: name.to_string(),
+            port: engine.port(),
+            user: "default".into(),
+            password,
+            database: "0".into(),
+        },
+        _ => DatabaseCredentials {
+            host: name.to_string(),
+            port: engine.port(),
+            user: identifier.clone(),
+            password,
+            database: identifier,
+        },
+    }
+}
+
+async fn view(
+    state: &AppState,
+    project: &ProjectRecord,
+    environment: &EnvironmentRecord,
+    record: &DatabaseRecord,
+) -> ApiResult<wire::Database> {
+    let credentials = state.engine.database_credentials(record)?;
+    let engine = record.spec.engine;
+    let (mode, storage_gb) = match record.spec.mode {
+        DatabaseMode::Container { storage_gb } => ("container", Some(storage_gb)),
+        DatabaseMode::External => ("external", None),
+    };
+    let runtime_status = match record.spec.mode {
+        DatabaseMode::External => "external".to_owned(),
+        DatabaseMode::Container { .. } => {
+            let name = berth_engine::naming::database_container(
+                &project.name,
+                &environment.name,
+                &record.name,
+            );
+            match state
+                .engine
+                .runtime()
+                .inspect_container(&name)
+                .await
+                .map_err(AppError::internal)?
+            {
+                Some(container) if container.running => "running".to_owned(),
+                Some(_) => "stopped".to_owned(),
+                None => "not_deployed".to_owned(),
+            }
+        }
+    };
+    Ok(wire::Database {
+        id: record.id.to_string(),
+        project: project.name.to_string(),
+        environment: environment.name.to_string(),
+        name: record.name.to_string(),
+        engine: engine.as_str().to_owned(),
+        version: record.spec.version.to_string(),
+        mode: mode.to_owned(),
+        storage_gb,
+        host: credentials.host.clone(),
+        port: credentials.port,
+        user: credentials.user.clone(),
+        database: credentials.database.clone(),
+        url: redact_url(&credentials.url(engine)),
+        variables: builtin_variables(&record.name, engine, &credentials)
+            .into_iter()
+            .map(|(name, _)| name)
+            .collect(),
+        status: record.lifecycle.as_str().to_owned(),
+        runtime_status,
+        created_at: record.created_at.clone(),
+    })
+}
+
+async fn find(
+    state: &AppState,
+    project: &str,
+    environment: &str,
+    name: &str,
+) -> ApiResult<(ProjectRecord, EnvironmentRecord, DatabaseRecord)> {
+    let (project, environment) = lookup::environment(state, project, environment).await?;
+    let record = state.store.database_by_name(environment.id, name).await?.ok_or_else(|| {
+        AppError::NotFound(format!(
+            "database {name:?} does not exist in {}/{}; list them with `berth database list`",
+            project.name, environment.name
+        ))
+    })?;
+    Ok((project, environment, record))
+}
+
+#[utoipa::path(get, path = "/projects/{project}/environments/{environment}/databases", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path)),
+    responses((status = 200, body = Vec<wire::Database>), (status = 404, body = wire::ErrorBody)))]
+pub(crate) async fn list_databases(
+    State(state): State<AppState>,
+    Path((project, environment)): Path<(String, String)>,
+) -> ApiResult<Json<Vec<wire::Database>>> {
+    let (project, environment) = lookup::environment(&state, &project, &environment).await?;
+    let mut views = Vec::new();
+    for record in state.store.list_databases(environment.id).await? {
+        views.push(view(&state, &project, &environment, &record).await?);
+    }
+    Ok(Json(views))
+}
+
+/// Creates a database; it starts with the environment's next deployment, before the
+/// applications, which receive its `BERTH_DATABASE_<NAME>_*` variables.
+#[utoipa::path(post, path = "/projects/{project}/environments/{environment}/databases", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path)), request_body = wire::CreateDatabase,
+    responses((status = 201, body = wire::Database), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+pub(crate) async fn create_database(
+    State(state): State<AppState>,
+    Path((project, environment)): Path<(String, String)>,
+    ApiJson(body): ApiJson<wire::CreateDatabase>,
+) -> ApiResult<(StatusCode, Json<wire::Database>)> {
+    let name = ResourceName::parse(&body.name)?;
+    let engine = DatabaseEngine::parse(&body.engine)?;
+    let version =
+        DatabaseVersion::parse(body.version.as_deref().unwrap_or(engine.default_version()))?;
+    let (mode, credentials) = match body.mode.as_deref().unwrap_or("container") {
+        "container" => {
+            if body.url.is_some() {
+                return Err(AppError::Invalid("--url is for external databases; add --mode external or leave out the URL".into()));
+            }
+            let storage_gb = body.storage_gb.unwrap_or(1);
+            if !(1..=16_384).contains(&storage_gb) {
+                return Err(AppError::Invalid("--storage must be between 1 and 16384 GB".into()));
+            }
+            (DatabaseMode::Container { storage_gb }, generated_credentials(&name, engine))
+        }
+        "external" => {
+            let url = body.url.as_deref().ok_or_else(|| {
+                AppError::Invalid(format!("an external database needs its URL, e.g. --url {}://user:password@host:{}/name", engine.scheme(), engine.port()))
+            })?;
+            if body.storage_gb.is_some() {
+                return Err(AppError::Invalid("--storage applies to container databases only".into()));
+            }
+            (DatabaseMode::External, DatabaseCredentials::parse_url(engine, url)?)
+        }
+        "managed" => {
+            return Err(AppError::Invalid(
+                "managed databases need a cloud provider, and none is configured on this server; use --mode container or --mode external".into(),
+            ))
+        }
+        other => return Err(AppError::Invalid(format!("unknown database mode {other:?}: use container or external"))),
+    };
+    let (project, environment) = lookup::environment(&state, &project, &environment).await?;
+    lookup::ensure_active(environment.lifecycle, "the environment")?;
+    if matches!(mode, DatabaseMode::Container { .. }) {
+        // Refuse a version that cannot be had now rather than fail at deploy time.
+        let image = engine.image(&version);
+        let reference = ImageReference::parse(&image)?;
+        let available = tokio::time::timeout(
+            IMAGE_PULL_TIMEOUT,
+            state.engine.ensure_image_available(&reference),
+        )
+        .await;
+        match available {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                return Err(AppError::Invalid(format!(
+                    "{engine} {version} is not available: {message}. Offline, scripts/build-base-images.sh --with-databases provides {engine} {}",
+                    engine.default_version()
+                )))
+            }
+            Err(_) => {
+                return Err(AppError::Invalid(format!(
+                    "{engine} {version} is not available: pulling {image} took longer than {} s",
+                    IMAGE_PULL_TIMEOUT.as_secs()
+                )))
+            }
+        }
+    }
+    let sealed = state
+        .key
+        .encrypt(&serde_json::to_vec(&credentials).map_err(AppError::internal)?)
+        .map_err(AppError::internal)?;
+    let spec = DatabaseSpec { engine, version, mode };
+    let record = state.store.create_database(environment.id, &name, &spec, &sealed).await?;
+    Ok((StatusCode::CREATED, Json(view(&state, &project, &environment, &record).await?)))
+}
+
+#[utoipa::path(get, path = "/projects/{project}/environments/{environment}/databases/{database}", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    responses((status = 200, body = wire::Database), (status = 404, body = wire::ErrorBody)))]
+pub(crate) async fn get_database(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+) -> ApiResult<Json<wire::Database>> {
+    let (project, environment, record) = find(&state, &project, &environment, &database).await?;
+    Ok(Json(view(&state, &project, &environment, &record).await?))
+}
+
+/// Marks the database for deletion: the reconciler stops its container gracefully and
+/// removes its volume (its data), then its record. Poll until 404.
+#[utoipa::path(delete, path = "/projects/{project}/environments/{environment}/databases/{database}", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    responses((status = 202, body = wire::Database), (status = 404, body = wire::ErrorBody)))]
+pub(crate) async fn delete_database(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+) -> ApiResult<(StatusCode, Json<wire::Database>)> {
+    let (project, environment, mut record) =
+        find(&state, &project, &environment, &database).await?;
+    state.store.mark_database_deleting(record.id).await?;
+    state.engine.notify();
+    record.lifecycle = Lifecycle::Deleting;
+    Ok((StatusCode::ACCEPTED, Json(view(&state, &project, &environment, &record).await?)))
+}
