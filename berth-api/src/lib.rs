@@ -115,6 +115,18 @@ pub struct HealthCheckSettings {
     pub failure_threshold: Option<u32>,
 }
 
+/// A persistent named volume of an application.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeSettings {
+    pub name: String,
+    /// Absolute mount path inside the container.
+    pub path: String,
+    /// Size in GB accounted for the volume (default 1; enforced only by volume drivers
+    /// with quotas).
+    #[serde(default)]
+    pub size_gb: Option<u32>,
+}
+
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct CreateApplication {
     pub name: String,
@@ -152,6 +164,9 @@ pub struct CreateApplication {
     /// Seconds old instances keep serving in-flight requests after a switch (default 5).
     #[serde(default)]
     pub drain_secs: Option<f64>,
+    /// Persistent volumes, kept across deployments and restarts.
+    #[serde(default)]
+    pub volumes: Vec<VolumeSettings>,
 }
 
 /// A partial update: absent fields are left unchanged.
@@ -193,6 +208,10 @@ pub struct UpdateApplication {
     /// Remove the release command.
     #[serde(default)]
     pub clear_release_command: bool,
+    /// Replaces the list of volumes. A volume left out is no longer mounted; its data is
+    /// kept until the application is deleted.
+    #[serde(default)]
+    pub volumes: Option<Vec<VolumeSettings>>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -229,6 +248,8 @@ pub struct Application {
     pub release_command: Option<String>,
     #[serde(default)]
     pub drain_secs: f64,
+    #[serde(default)]
+    pub volumes: Vec<VolumeSettings>,
     /// Public URL through the edge proxy (absent for private applications and workers).
     pub url: Option<String>,
     /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.

@@ -59,6 +59,9 @@ pub enum Command {
     /// Set, list, import and delete environment variables and secrets.
     #[command(subcommand, name = "env-var")]
     EnvVar(EnvVarCommand),
+    /// Create, list, inspect and delete the databases of an environment.
+    #[command(subcommand, visible_alias = "db")]
+    Database(DatabaseCommand),
     /// Deploy an environment (or one of its applications).
     Deploy(DeployArgs),
     /// Deploy an earlier successful deployment again: its images and its configuration.
@@ -272,9 +275,32 @@ pub struct RuntimeArgs {
     /// Seconds old instances keep finishing in-flight requests after traffic moves.
     #[arg(long, value_name = "SECS")]
     pub drain: Option<f64>,
+    /// A persistent volume mounted in every instance, kept across deployments
+    /// (repeatable). On update, the list given replaces the current one.
+    #[arg(long = "volume", value_name = "NAME:/PATH")]
+    pub volumes: Vec<String>,
+    /// Size in GB accounted for the volumes given with --volume (default 1).
+    #[arg(long, value_name = "GB", requires = "volumes")]
+    pub size: Option<u32>,
 }
 
 impl RuntimeArgs {
+    /// The volumes given on the command line (the server validates them and says what
+    /// is wrong with a malformed one).
+    pub(crate) fn volume_settings(&self) -> Vec<berth_api::VolumeSettings> {
+        self.volumes
+            .iter()
+            .map(|value| {
+                let (name, path) = value.split_once(':').unwrap_or((value.as_str(), ""));
+                berth_api::VolumeSettings {
+                    name: name.to_owned(),
+                    path: path.to_owned(),
+                    size_gb: self.size,
+                }
+            })
+            .collect()
+    }
+
     /// The health-check settings given on the command line, if any.
     pub(crate) fn health_check_settings(&self) -> Option<berth_api::HealthCheckSettings> {
         let kind = self
@@ -374,6 +400,9 @@ pub enum EnvVarCommand {
     Delete(DeleteVariableArgs),
     /// Set every variable of a .env file (nothing is set if a line is malformed).
     Import(ImportVariablesArgs),
+    /// Make a variable follow a database's built-in variable:
+    /// `DATABASE_URL=BERTH_DATABASE_MAIN_URL`.
+    Alias(AliasVariableArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -386,6 +415,16 @@ pub struct SetVariableArgs {
     /// `KEY=VALUE`, or `KEY` with `--secret` to read the value from standard input.
     #[arg(value_name = "KEY=VALUE")]
     pub assignment: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AliasVariableArgs {
+    #[command(flatten)]
+    pub scope: ScopeArgs,
+    /// `NAME=BERTH_DATABASE_<DATABASE>_<FIELD>`: NAME takes the built-in variable's value
+    /// in every deployment (FIELD: URL, HOST, PORT, USER, PASSWORD or NAME).
+    #[arg(value_name = "NAME=TARGET", value_parser = parse_key_value)]
+    pub assignment: (String, String),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -407,6 +446,67 @@ pub struct ImportVariablesArgs {
     /// The .env file to read.
     #[arg(long, short = 'f', value_name = "FILE")]
     pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DatabaseCommand {
+    /// Create a database; it starts with the environment's next deployment, before the
+    /// applications, which receive its `BERTH_DATABASE_<NAME>_*` variables.
+    Create(CreateDatabaseArgs),
+    /// List the databases of an environment.
+    List(EnvironmentArgs),
+    /// Show one database: engine, address, user, masked URL, variables.
+    Show(DatabaseNameArgs),
+    /// Delete a database. For a container database, its volume - its data - is deleted.
+    Delete(DeleteDatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseNameArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Database name.
+    pub name: String,
+}
+
+// `--version` is the engine's version here, not berth's.
+#[derive(Debug, Clone, Args)]
+#[command(disable_version_flag = true)]
+pub struct CreateDatabaseArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Database name: lower-case letters, digits and '-', starting with a letter; also its
+    /// host name on the environment's network.
+    pub name: String,
+    /// Database engine (`mysql` is the MySQL-compatible MariaDB).
+    #[arg(long, value_parser = ["postgresql", "mariadb", "mysql", "redis"])]
+    pub engine: String,
+    /// Engine version, e.g. 15 or 10.11 [default: the version of the local images].
+    #[arg(long)]
+    pub version: Option<String>,
+    /// `container` (Berth runs it, with a volume; the default) or `external` (an existing
+    /// server, given by --url).
+    #[arg(long, value_parser = ["container", "external"])]
+    pub mode: Option<String>,
+    /// External mode: the server's URL with its credentials, e.g.
+    /// postgresql://user:password@host:5432/name (stored encrypted).
+    #[arg(long, value_name = "URL", conflicts_with = "url_stdin")]
+    pub url: Option<String>,
+    /// External mode: read the URL from standard input (keeps the password out of shell
+    /// history).
+    #[arg(long)]
+    pub url_stdin: bool,
+    /// Container mode: storage accounted for the volume, in GB [default: 1].
+    #[arg(long, value_name = "GB", value_parser = clap::value_parser!(u32).range(1..=16_384))]
+    pub storage: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DeleteDatabaseArgs {
+    #[command(flatten)]
+    pub database: DatabaseNameArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 }
 
 #[derive(Debug, Clone, Args)]

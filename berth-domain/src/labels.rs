@@ -62,6 +62,20 @@ pub fn application_container_labels(
     labels
 }
 
+/// Labels for an application's persistent volume: no deployment, since it outlives them;
+/// removed only with the application.
+pub fn application_volume_labels(
+    organization: OrganizationId,
+    project: ProjectId,
+    environment: EnvironmentId,
+    application: ApplicationId,
+) -> BTreeMap<String, String> {
+    let mut labels = environment_labels(organization, project, environment);
+    labels.insert(SERVICE.to_owned(), application.to_string());
+    labels.insert(SERVICE_KIND.to_owned(), ServiceKind::Application.as_str().to_owned());
+    labels
+}
+
 /// Labels for a database's container and volume. They carry no deployment: a database
 /// container lives across deployments, and its volume until the database is deleted.
 pub fn database_labels(

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::health::HealthCheck;
-use crate::names::{BranchName, NameError};
+use crate::names::{BranchName, NameError, ResourceName};
 use crate::source::{ImageReference, RepositoryPath, RepositoryUrl};
 
 /// Which kind of credential a Git source uses. The secret itself (token or private key) is
@@ -125,6 +125,48 @@ pub struct ApplicationSpec {
     /// How long old instances keep finishing in-flight requests after traffic moved away.
     #[serde(default = "default_drain_ms")]
     pub drain_ms: u64,
+    /// Persistent named volumes, kept across deployments and restarts.
+    #[serde(default)]
+    pub volumes: Vec<ApplicationVolume>,
+}
+
+/// A persistent volume of an application, mounted at `path` in every instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplicationVolume {
+    pub name: ResourceName,
+    /// Absolute path inside the container.
+    pub path: String,
+    /// Size accounted for the volume, in GB (enforced only by volume drivers that support
+    /// quotas; Docker's `local` driver does not).
+    pub size_gb: u32,
+}
+
+impl ApplicationVolume {
+    /// Parses `NAME:/path`.
+    pub fn parse(value: &str, size_gb: u32) -> Result<Self, NameError> {
+        let fail = |reason: &str| NameError::new_pub("volume", value, reason);
+        let (name, path) = value
+            .split_once(':')
+            .ok_or_else(|| fail("use NAME:/absolute/path, e.g. uploads:/app/uploads"))?;
+        if path.is_empty() {
+            return Err(fail("use NAME:/absolute/path, e.g. uploads:/app/uploads"));
+        }
+        let name = ResourceName::parse(name)?;
+        let valid_path = path.starts_with('/')
+            && path.len() <= 1024
+            && path != "/"
+            && !path.split('/').any(|c| c == "..")
+            && !path.chars().any(|c| c.is_control() || c == ':' || c == ',');
+        if !valid_path {
+            return Err(fail(
+                "the mount path must be an absolute path other than / without '..', ':' or ','",
+            ));
+        }
+        if !(1..=16_384).contains(&size_gb) {
+            return Err(fail("the size must be between 1 and 16384 GB"));
+        }
+        Ok(Self { name, path: path.trim_end_matches('/').to_owned(), size_gb })
+    }
 }
 
 fn one_instance() -> u16 {

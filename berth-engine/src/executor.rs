@@ -28,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::adapters::{
     BuildRequest, ContainerSpec, FetchRequest, GitCredentials, LogSink, NetworkSpec, SecretString,
+    VolumeMount, VolumeSpec,
 };
 use crate::engine::{Engine, EngineError};
 use crate::logsink::DeploymentLog;
@@ -657,7 +658,14 @@ impl Run<'_> {
             cpu_millis: spec.cpu.map(|c| c.millis()),
             memory_bytes: spec.memory.map(|m| m.bytes()),
             command: None,
-            mounts: Vec::new(),
+            mounts: spec
+                .volumes
+                .iter()
+                .map(|v| VolumeMount {
+                    volume: naming::application_volume(application.id, &v.name),
+                    path: v.path.clone(),
+                })
+                .collect(),
         }
     }
 
@@ -736,6 +744,19 @@ impl Run<'_> {
     ) -> StepResult<Vec<Option<SocketAddr>>> {
         self.ensure_network().await?;
         let runtime = &self.engine.adapters.runtime;
+        for volume in &spec.volumes {
+            let labels = labels::application_volume_labels(
+                self.engine.organization,
+                self.project.id,
+                self.environment.id,
+                application.id,
+            );
+            let name = naming::application_volume(application.id, &volume.name);
+            runtime
+                .ensure_volume(&VolumeSpec { name, labels })
+                .await
+                .map_err(|e| StepFailure::new(StepName::Start, e.to_string()))?;
+        }
         let starts = names.iter().map(|name| {
             let container = self.container_spec(application, spec, image, env, name);
             async move { runtime.start_container(&container).await }

@@ -48,6 +48,11 @@ pub fn database_volume(database: berth_domain::DatabaseId) -> String {
     format!("berth-db-{database}")
 }
 
+/// The Docker volume behind an application's named volume.
+pub fn application_volume(application: ApplicationId, name: &ResourceName) -> String {
+    format!("berth-vol-{application}-{name}")
+}
+
 /// The container of instance `index` of a deployment (`<base>-<index>`).
 pub fn instance_container(base: &str, index: u16) -> String {
     format!("{base}-{index}")

@@ -28,6 +28,7 @@ fn spec() -> ApplicationSpec {
         health_check: HealthCheck::default(),
         release_command: None,
         drain_ms: DEFAULT_DRAIN_MS,
+        volumes: Vec::new(),
     }
 }
 

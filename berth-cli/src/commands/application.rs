@@ -186,6 +186,7 @@ pub(crate) fn create_request(
         health_check: args.runtime.health_check_settings(),
         release_command: args.runtime.release_command.clone(),
         drain_secs: args.runtime.drain,
+        volumes: args.runtime.volume_settings(),
     }
 }
 
@@ -253,6 +254,7 @@ pub(crate) fn update_request(
         release_command: args.runtime.release_command.clone(),
         drain_secs: args.runtime.drain,
         clear_release_command: args.no_release_command,
+        volumes: (!args.runtime.volumes.is_empty()).then(|| args.runtime.volume_settings()),
     };
     let nothing = update.git.is_none()
         && update.image.is_none()
@@ -268,6 +270,7 @@ pub(crate) fn update_request(
         && update.health_check.is_none()
         && update.release_command.is_none()
         && update.drain_secs.is_none()
+        && update.volumes.is_none()
         && !update.clear_release_command;
     if nothing {
         return Err(CliError::failed(
@@ -390,6 +393,19 @@ fn application_fields(application: &Application) -> String {
         ("health check", health_check_summary(&application.health_check, application.port)),
         ("release command", or_dash(application.release_command.as_ref())),
         ("drain", seconds(application.drain_secs)),
+        (
+            "volumes",
+            if application.volumes.is_empty() {
+                "-".into()
+            } else {
+                let shown: Vec<String> = application
+                    .volumes
+                    .iter()
+                    .map(|v| format!("{} at {} ({} GB)", v.name, v.path, v.size_gb.unwrap_or(1)))
+                    .collect();
+                shown.join(", ")
+            },
+        ),
         ("deployment", or_dash(application.current_deployment.as_ref())),
         ("created", format_timestamp(&application.created_at)),
         ("updated", format_timestamp(&application.updated_at)),

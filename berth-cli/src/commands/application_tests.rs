@@ -115,7 +115,8 @@ async fn create_from_git_reads_the_token_from_stdin() {
           "port": 3000,
           "private": false,
           "release_command": null,
-          "ssh_private_key": null
+          "ssh_private_key": null,
+          "volumes": []
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("POST")[0]));
@@ -180,7 +181,7 @@ async fn create_from_an_image() {
     ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     assert!(outcome.success, "{}", outcome.transcript());
-    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null,"instances":null,"health_check":null,"release_command":null,"drain_secs":null}"#]]
+    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null,"instances":null,"health_check":null,"release_command":null,"drain_secs":null,"volumes":[]}"#]]
         .assert_eq(&stub.bodies("POST")[0]);
 }
 
@@ -235,7 +236,8 @@ async fn update_of_one_git_option_keeps_the_others() {
           "port": null,
           "private": false,
           "release_command": null,
-          "ssh_private_key": null
+          "ssh_private_key": null,
+          "volumes": null
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("PATCH")[0]));
@@ -309,6 +311,7 @@ async fn list_and_show() {
         health check:    http GET /healthz expecting 200-399, every 2s, timeout 2s, 3 failures
         release command: bin/migrate --yes
         drain:           5s
+        volumes:         -
         deployment:      d1
         created:         2024-05-01 10:00:00
         updated:         2024-05-01 10:05:00
@@ -424,7 +427,8 @@ async fn rollout_settings_are_sent_on_create_and_update() {
           "port": null,
           "private": null,
           "release_command": null,
-          "ssh_private_key": null
+          "ssh_private_key": null,
+          "volumes": null
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("PATCH")[0]));

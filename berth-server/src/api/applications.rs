@@ -11,8 +11,8 @@ use berth_domain::health::{parse_status_range, HealthCheck, HealthProbe};
 use berth_domain::source::{ImageReference, RepositoryPath, RepositoryTransport, RepositoryUrl};
 use berth_domain::spec::{
     validate_build_arg_key, validate_instances, validate_port, validate_release_command,
-    ApplicationSource, ApplicationSpec, GitCredentialKind, GitSource, MemoryMib, MilliCpu,
-    Visibility, DEFAULT_DRAIN_MS,
+    ApplicationSource, ApplicationSpec, ApplicationVolume, GitCredentialKind, GitSource, MemoryMib,
+    MilliCpu, Visibility, DEFAULT_DRAIN_MS,
 };
 use berth_domain::{BranchName, ResourceName};
 use berth_store::{ApplicationRecord, EnvironmentRecord, ProjectRecord};
@@ -190,6 +190,27 @@ fn rollout_settings(
     Ok(())
 }
 
+fn volumes(input: &[wire::VolumeSettings]) -> ApiResult<Vec<ApplicationVolume>> {
+    let mut volumes: Vec<ApplicationVolume> = Vec::with_capacity(input.len());
+    for volume in input {
+        let parsed = ApplicationVolume::parse(
+            &format!("{}:{}", volume.name, volume.path),
+            volume.size_gb.unwrap_or(1),
+        )?;
+        if volumes.iter().any(|v| v.name == parsed.name || v.path == parsed.path) {
+            return Err(AppError::Invalid(format!(
+                "volume {} or its path {} is given twice",
+                parsed.name, parsed.path
+            )));
+        }
+        volumes.push(parsed);
+    }
+    if volumes.len() > 16 {
+        return Err(AppError::Invalid("an application can have at most 16 volumes".into()));
+    }
+    Ok(volumes)
+}
+
 fn limits(
     cpu: Option<f64>,
     memory_mb: Option<u32>,
@@ -266,6 +287,7 @@ pub(crate) async fn create_application(
         health_check: HealthCheck::default(),
         release_command: None,
         drain_ms: DEFAULT_DRAIN_MS,
+        volumes: volumes(&body.volumes)?,
     };
     rollout_settings(
         &mut spec,
@@ -373,6 +395,9 @@ pub(crate) async fn update_application(
     spec.memory = memory.or(spec.memory);
     if body.clear_release_command {
         spec.release_command = None;
+    }
+    if let Some(input) = &body.volumes {
+        spec.volumes = volumes(input)?;
     }
     rollout_settings(
         &mut spec,

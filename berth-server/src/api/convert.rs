@@ -101,6 +101,15 @@ pub(crate) fn application(
         health_check: health_check(&spec.health_check),
         release_command: spec.release_command.clone(),
         drain_secs: spec.drain_ms as f64 / 1000.0,
+        volumes: spec
+            .volumes
+            .iter()
+            .map(|v| wire::VolumeSettings {
+                name: v.name.to_string(),
+                path: v.path.clone(),
+                size_gb: Some(v.size_gb),
+            })
+            .collect(),
         url: application_url(settings, project, environment, record),
         status: status.to_owned(),
         current_deployment: record.current_deployment_id.map(|d| d.to_string()),

@@ -1,0 +1,433 @@
+//! `berth database` against the stand-in server: the bodies sent, the tables and fields
+//! shown, the server's refusals, and the confirmation of `delete`.
+
+use expect_test::expect;
+use serde_json::json;
+
+use crate::commands::testing::run_cli;
+use crate::output::Terminals;
+use crate::test_server::{Reply, StubServer};
+
+const DATABASES: &str = "/api/v1/projects/shop/environments/prod/databases";
+
+fn database(name: &str, engine: &str, mode: &str, status: &str) -> serde_json::Value {
+    let upper = name.to_ascii_uppercase().replace('-', "_");
+    let (version, port, user, url, storage) = match (engine, mode) {
+        (_, "external") => {
+            ("15", 5432, "app", "postgresql://app:********@db.example:5432/app", None)
+        }
+        ("redis", _) => ("7.0", 6379, "default", "redis://default:********@cache:6379/0", Some(1)),
+        _ => ("15", 5432, "main", "postgresql://main:********@main:5432/main", Some(4)),
+    };
+    let host = if mode == "external" { "db.example".to_owned() } else { name.to_owned() };
+    let variables: Vec<String> = ["URL", "HOST", "PORT", "USER", "PASSWORD", "NAME"]
+        .iter()
+        .map(|field| format!("BERTH_DATABASE_{upper}_{field}"))
+        .collect();
+    json!({
+        "id": format!("{name}-id"), "project": "shop", "environment": "prod", "name": name,
+        "engine": engine, "version": version, "mode": mode, "storage_gb": storage,
+        "host": host, "port": port, "user": user, "database": user, "url": url,
+        "variables": variables, "status": status,
+        "runtime_status": if mode == "external" { "external" } else { "running" },
+        "created_at": "2024-05-01T10:00:00Z",
+    })
+}
+
+fn refusal(status: u16, code: &str, message: &str) -> Reply {
+    Reply::value(status, &json!({"error": {"code": code, "message": message}}))
+}
+
+async fn stub() -> StubServer {
+    let post = format!("POST {DATABASES}");
+    let list = format!("GET {DATABASES}");
+    let show = format!("GET {DATABASES}/main");
+    StubServer::start(vec![
+        (
+            post.as_str(),
+            vec![Reply::value(201, &database("main", "postgresql", "container", "active"))],
+        ),
+        (
+            list.as_str(),
+            vec![Reply::value(
+                200,
+                &json!([
+                    database("main", "postgresql", "container", "active"),
+                    database("cache", "redis", "container", "deleting"),
+                    database("legacy-db", "postgresql", "external", "active"),
+                ]),
+            )],
+        ),
+        (
+            show.as_str(),
+            vec![Reply::value(200, &database("main", "postgresql", "container", "active"))],
+        ),
+        ("GET /api/v1/projects/shop/environments/empty/databases", vec![Reply::json(200, "[]")]),
+    ])
+    .await
+}
+
+fn pretty(body: &str) -> String {
+    let value: serde_json::Value = serde_json::from_str(body).unwrap();
+    serde_json::to_string_pretty(&value).unwrap() + "\n"
+}
+
+#[tokio::test]
+async fn create_a_container_database() {
+    let stub = stub().await;
+    let args = [
+        "database",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "main",
+        "--engine",
+        "postgresql",
+        "--version",
+        "15",
+        "--storage",
+        "4",
+    ];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    expect![[r#"
+        created database main (postgresql 15, container) in environment prod of project shop
+        applications of the environment receive BERTH_DATABASE_MAIN_URL, _HOST, _PORT, _USER, _PASSWORD and _NAME
+        to give one the name it expects: berth env-var alias --project shop --environment prod DATABASE_URL=BERTH_DATABASE_MAIN_URL
+        it starts with the environment's next deployment, before the applications: berth deploy --project shop --environment prod --wait
+    "#]]
+    .assert_eq(&outcome.transcript());
+    expect![[r#"
+        {
+          "engine": "postgresql",
+          "mode": null,
+          "name": "main",
+          "storage_gb": 4,
+          "url": null,
+          "version": "15"
+        }
+    "#]]
+    .assert_eq(&pretty(&stub.bodies("POST")[0]));
+}
+
+#[tokio::test]
+async fn an_external_url_is_read_from_stdin_and_never_printed() {
+    let secret_url = "postgresql://app:hunter2@db.example:5432/app";
+    let stub = StubServer::start(vec![(
+        "POST /api/v1/projects/shop/environments/prod/databases",
+        vec![Reply::value(201, &database("legacy", "postgresql", "external", "active"))],
+    )])
+    .await;
+    let args = [
+        "db",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "legacy",
+        "--engine",
+        "postgresql",
+        "--mode",
+        "external",
+        "--url-stdin",
+    ];
+    let outcome = run_cli(&stub.url, &args, &format!("{secret_url}\n"), Terminals::default()).await;
+    expect![[r#"
+        created database legacy (postgresql 15, external) in environment prod of project shop
+        applications of the environment receive BERTH_DATABASE_LEGACY_URL, _HOST, _PORT, _USER, _PASSWORD and _NAME
+        to give one the name it expects: berth env-var alias --project shop --environment prod DATABASE_URL=BERTH_DATABASE_LEGACY_URL
+        applications get its variables with their next deployment: berth deploy --project shop --environment prod --wait
+    "#]]
+    .assert_eq(&outcome.transcript());
+    let body: serde_json::Value = serde_json::from_str(&stub.bodies("POST")[0]).unwrap();
+    assert_eq!((&body["mode"], &body["url"]), (&json!("external"), &json!(secret_url)));
+    assert_eq!(body["storage_gb"], serde_json::Value::Null);
+
+    // The same with --url, and the JSON output is the server's (masked) answer.
+    let args = [
+        "db",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "legacy",
+        "--engine",
+        "postgresql",
+        "--mode",
+        "external",
+        "--url",
+        secret_url,
+        "-o",
+        "json",
+    ];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    assert!(outcome.success, "{}", outcome.transcript());
+    assert!(!outcome.transcript().contains("hunter2"), "{}", outcome.transcript());
+    let shown: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
+    assert_eq!(shown["url"], "postgresql://app:********@db.example:5432/app");
+}
+
+#[tokio::test]
+async fn the_servers_refusals_are_shown_as_they_are() {
+    let stub = StubServer::start(vec![(
+        "POST /api/v1/projects/shop/environments/prod/databases",
+        vec![
+            refusal(422, "invalid", "database version \"latest\" is not valid: use digits and dots, e.g. 15 or 10.11"),
+            refusal(422, "invalid", "an external database needs its URL, e.g. --url postgresql://user:password@host:5432/name"),
+            refusal(409, "conflict", "an application named \"web\" exists in this environment; services share one namespace, choose another name"),
+        ],
+    )])
+    .await;
+    let mut transcripts = String::new();
+    for extra in [&["--version", "latest"][..], &["--mode", "external"], &[]] {
+        let mut args =
+            vec!["database", "create", "-p", "shop", "-e", "prod", "web", "--engine", "postgresql"];
+        args.extend(extra);
+        transcripts
+            .push_str(&run_cli(&stub.url, &args, "", Terminals::default()).await.transcript());
+    }
+    expect![[r#"
+        --- stderr
+        error: database version "latest" is not valid: use digits and dots, e.g. 15 or 10.11
+        --- failed
+        --- stderr
+        error: an external database needs its URL, e.g. --url postgresql://user:password@host:5432/name
+        --- failed
+        --- stderr
+        error: an application named "web" exists in this environment; services share one namespace, choose another name
+        --- failed
+    "#]]
+    .assert_eq(&transcripts);
+}
+
+#[tokio::test]
+async fn empty_url_on_stdin_is_refused_before_sending() {
+    let stub = StubServer::start(vec![]).await;
+    let args = [
+        "database",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "x",
+        "--engine",
+        "redis",
+        "--mode",
+        "external",
+        "--url-stdin",
+    ];
+    let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+    expect![[r#"
+        --- stderr
+        error: no URL on standard input
+        --- failed
+    "#]]
+    .assert_eq(&outcome.transcript());
+    assert_eq!(stub.request_lines(), "");
+}
+
+#[tokio::test]
+async fn list_and_show() {
+    let stub = stub().await;
+    let list = run_cli(
+        &stub.url,
+        &["database", "list", "-p", "shop", "-e", "prod"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        NAME        ENGINE          MODE        STATUS     ADDRESS           VARIABLES
+        main        postgresql 15   container   running    main:5432         BERTH_DATABASE_MAIN_*
+        cache       redis 7.0       container   deleting   cache:6379        BERTH_DATABASE_CACHE_*
+        legacy-db   postgresql 15   external    external   db.example:5432   BERTH_DATABASE_LEGACY_DB_*
+    "#]]
+    .assert_eq(&list.transcript());
+    let empty = run_cli(
+        &stub.url,
+        &["database", "list", "-p", "shop", "-e", "empty"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        no databases in environment empty of project shop yet: create one with `berth database create --project shop --environment empty NAME --engine postgresql`
+    "#]]
+    .assert_eq(&empty.transcript());
+    let json = run_cli(
+        &stub.url,
+        &["database", "list", "-p", "shop", "-e", "prod", "--output", "json"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    let listed: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+    assert_eq!(listed.as_array().map(Vec::len), Some(3));
+
+    let show = run_cli(
+        &stub.url,
+        &["database", "show", "-p", "shop", "-e", "prod", "main"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        name:        main
+        project:     shop
+        environment: prod
+        engine:      postgresql 15
+        mode:        container
+        status:      running
+        storage:     4 GB
+        host:        main
+        port:        5432
+        user:        main
+        database:    main
+        url:         postgresql://main:********@main:5432/main
+        variables:   BERTH_DATABASE_MAIN_URL, BERTH_DATABASE_MAIN_HOST, BERTH_DATABASE_MAIN_PORT, BERTH_DATABASE_MAIN_USER, BERTH_DATABASE_MAIN_PASSWORD, BERTH_DATABASE_MAIN_NAME
+        id:          main-id
+        created:     2024-05-01 10:00:00
+    "#]]
+    .assert_eq(&show.transcript());
+}
+
+#[tokio::test]
+async fn delete_with_yes_waits_until_the_database_is_gone() {
+    let path = format!("{DATABASES}/main");
+    let (delete_key, get_key) = (format!("DELETE {path}"), format!("GET {path}"));
+    let stub = StubServer::start(vec![
+        (
+            delete_key.as_str(),
+            vec![Reply::value(202, &database("main", "postgresql", "container", "deleting"))],
+        ),
+        (
+            get_key.as_str(),
+            vec![
+                Reply::value(200, &database("main", "postgresql", "container", "deleting")),
+                Reply::not_found("database \"main\" does not exist in shop/prod"),
+            ],
+        ),
+    ])
+    .await;
+    let outcome = run_cli(
+        &stub.url,
+        &["database", "delete", "-p", "shop", "-e", "prod", "main", "--yes"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        deleted database main
+        --- stderr
+        deleting database "main"...
+    "#]]
+    .assert_eq(&outcome.transcript());
+    expect![[r#"
+        DELETE /api/v1/projects/shop/environments/prod/databases/main
+        GET /api/v1/projects/shop/environments/prod/databases/main (x2)
+    "#]]
+    .assert_eq(&stub.request_lines());
+}
+
+#[tokio::test]
+async fn delete_without_yes_and_without_a_terminal_sends_nothing() {
+    let stub = StubServer::start(vec![]).await;
+    let outcome = run_cli(
+        &stub.url,
+        &["database", "delete", "-p", "shop", "-e", "prod", "main"],
+        "y\n",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        --- stderr
+        error: refusing to delete without confirmation: pass --yes
+        hint: standard input is not a terminal, so there is no one to ask
+        --- failed
+    "#]]
+    .assert_eq(&outcome.transcript());
+    assert_eq!(stub.request_lines(), "");
+}
+
+#[tokio::test]
+async fn on_a_terminal_the_question_says_the_data_is_deleted() {
+    let path = format!("{DATABASES}/main");
+    let external = format!("{DATABASES}/legacy");
+    let (get_main, get_external) = (format!("GET {path}"), format!("GET {external}"));
+    let delete_main = format!("DELETE {path}");
+    let stub = StubServer::start(vec![
+        (
+            get_main.as_str(),
+            vec![
+                Reply::value(200, &database("main", "postgresql", "container", "active")),
+                Reply::value(200, &database("main", "postgresql", "container", "active")),
+                Reply::not_found("gone"),
+            ],
+        ),
+        (
+            get_external.as_str(),
+            vec![Reply::value(200, &database("legacy", "postgresql", "external", "active"))],
+        ),
+        (
+            delete_main.as_str(),
+            vec![Reply::value(202, &database("main", "postgresql", "container", "deleting"))],
+        ),
+    ])
+    .await;
+    let terminal = Terminals { stdin: true, stderr: false };
+    let args = ["database", "delete", "-p", "shop", "-e", "prod", "main"];
+    let declined = run_cli(&stub.url, &args, "n\n", terminal).await;
+    expect![[r#"
+        --- stderr
+        Delete database "main" (postgresql 15) of environment "prod" in project "shop"? Its volume and ALL ITS DATA are deleted; this cannot be undone. [y/N] error: cancelled: database "main" was not deleted
+        --- failed
+    "#]]
+    .assert_eq(&declined.transcript());
+    let external_declined = run_cli(
+        &stub.url,
+        &["database", "delete", "-p", "shop", "-e", "prod", "legacy"],
+        "\n",
+        terminal,
+    )
+    .await;
+    expect![[r#"
+        --- stderr
+        Delete database "legacy" (postgresql 15) of environment "prod" in project "shop"? Berth forgets it and its variables; the external server and its data are not touched. [y/N] error: cancelled: database "legacy" was not deleted
+        --- failed
+    "#]]
+    .assert_eq(&external_declined.transcript());
+    assert!(!stub.request_lines().contains("DELETE"), "{}", stub.request_lines());
+
+    let accepted = run_cli(&stub.url, &args, "yes\n", terminal).await;
+    assert!(accepted.success, "{}", accepted.transcript());
+    assert_eq!(accepted.stdout, "deleted database main\n");
+}
+
+#[tokio::test]
+async fn deleting_a_database_that_does_not_exist_on_a_terminal_asks_nothing() {
+    let stub = StubServer::start(vec![(
+        "GET /api/v1/projects/shop/environments/prod/databases/nope",
+        vec![Reply::not_found(
+            "database \"nope\" does not exist in shop/prod; list them with `berth database list`",
+        )],
+    )])
+    .await;
+    let terminal = Terminals { stdin: true, stderr: false };
+    let outcome = run_cli(
+        &stub.url,
+        &["database", "delete", "-p", "shop", "-e", "prod", "nope"],
+        "y\n",
+        terminal,
+    )
+    .await;
+    expect![[r#"
+        --- stderr
+        error: database "nope" does not exist in shop/prod; list them with `berth database list`
+        --- failed
+    "#]]
+    .assert_eq(&outcome.transcript());
+}
