@@ -317,6 +317,28 @@ pub struct Database {
     /// Container mode: `running`, `stopped`, `not_deployed`.
     pub runtime_status: String,
     pub created_at: String,
+    /// On deletion with a final backup: where that backup file is kept.
+    #[serde(default)]
+    pub final_backup: Option<Backup>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Backup {
+    pub id: String,
+    pub database: String,
+    /// Path of the file in the server's backup store.
+    pub path: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// `manual` or `final`.
+    pub reason: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RestoreRequest {
+    /// The backup to restore (see `GET .../backups`).
+    pub backup: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

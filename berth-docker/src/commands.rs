@@ -235,7 +235,11 @@ impl DockerEngine {
 
     /// The exit code of an exec whose output ended. The engine records it when it handles
     /// the process's exit event, which may come a moment after the output closed.
-    async fn exec_exit_code(&self, id: &str, operation: &str) -> Result<i64, RuntimeError> {
+    pub(crate) async fn exec_exit_code(
+        &self,
+        id: &str,
+        operation: &str,
+    ) -> Result<i64, RuntimeError> {
         let deadline = Instant::now() + EXEC_EXIT_GRACE;
         loop {
             let inspected = self

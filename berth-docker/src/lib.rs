@@ -21,6 +21,7 @@ mod commands;
 mod context;
 mod convert;
 mod runtime;
+mod streams;
 
 use std::time::Duration;
 

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use berth_domain::labels::{MANAGED_BY, MANAGED_BY_VALUE};
 use berth_domain::plan::{ObjectKind, ObservedObject};
 use berth_engine::adapters::{
-    ContainerSpec, ContainerState, NetworkSpec, Runtime, RuntimeError, VolumeSpec,
+    ContainerSpec, ContainerState, NetworkSpec, Runtime, RuntimeError, StreamedExit, VolumeSpec,
 };
 use bollard::container::{
     Config, CreateContainerOptions, ListContainersOptions, LogsOptions, NetworkingConfig,
@@ -292,6 +292,16 @@ impl Runtime for DockerEngine {
         output: tokio::sync::mpsc::Sender<String>,
     ) -> Result<i64, RuntimeError> {
         self.exec_command(name, command, output).await
+    }
+
+    async fn exec_streaming(
+        &self,
+        name: &str,
+        command: &[String],
+        stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+        stdout: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<StreamedExit, RuntimeError> {
+        self.exec_with_streams(name, command, stdin, stdout).await
     }
 
     async fn list_managed(&self) -> Result<Vec<ObservedObject>, RuntimeError> {

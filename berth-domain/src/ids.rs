@@ -70,6 +70,10 @@ define_id!(
     DatabaseId
 );
 define_id!(
+    /// A backup of a database.
+    BackupId
+);
+define_id!(
     /// A Deployment: one request to bring services to a revision.
     DeploymentId
 );

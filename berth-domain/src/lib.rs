@@ -16,7 +16,7 @@ pub mod spec;
 pub mod variables;
 
 pub use ids::{
-    ApiTokenId, ApplicationId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId, ProjectId,
-    VariableId,
+    ApiTokenId, ApplicationId, BackupId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId,
+    ProjectId, VariableId,
 };
 pub use names::{BranchName, EnvVarName, Hostname, NameError, ResourceName};

@@ -197,6 +197,14 @@ pub struct ContainerState {
     pub labels: BTreeMap<String, String>,
 }
 
+/// How a streamed command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamedExit {
+    pub exit_code: i64,
+    /// The last lines it wrote to standard error.
+    pub stderr_tail: Vec<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {
     #[error("{0} was not found")]
@@ -260,6 +268,16 @@ pub trait Runtime: Send + Sync {
         command: &[String],
         output: tokio::sync::mpsc::Sender<String>,
     ) -> Result<i64, RuntimeError>;
+
+    /// Runs `command` inside a running container with its standard input read from `stdin`
+    /// (closed when the channel ends) and its standard output sent unchanged to `stdout`.
+    async fn exec_streaming(
+        &self,
+        name: &str,
+        command: &[String],
+        stdin: Option<tokio::sync::mpsc::Receiver<bytes::Bytes>>,
+        stdout: tokio::sync::mpsc::Sender<bytes::Bytes>,
+    ) -> Result<StreamedExit, RuntimeError>;
 
     /// Every object (containers, networks, volumes, images) carrying `berth.managed-by=berth`.
     async fn list_managed(&self) -> Result<Vec<ObservedObject>, RuntimeError>;

@@ -3,6 +3,7 @@
 //! It knows no adapter library (bollard, kube, git): only the traits.
 
 pub mod adapters;
+pub mod backups;
 pub mod config;
 mod databases;
 mod engine;

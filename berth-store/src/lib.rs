@@ -3,6 +3,7 @@
 //! SQLite through sqlx, with migrations. It maps rows to domain types and back; it knows
 //! nothing of Docker, Git or HTTP, and holds secrets only as ciphertext.
 
+mod backups;
 mod databases;
 mod deployments;
 mod error;

@@ -146,6 +146,19 @@ pub struct DatabaseRecord {
 }
 
 #[derive(Debug, Clone)]
+pub struct BackupRecord {
+    pub id: berth_domain::BackupId,
+    pub database_id: berth_domain::DatabaseId,
+    /// File name inside the database's folder of the backup store.
+    pub file_name: String,
+    pub size_bytes: u64,
+    pub sha256: String,
+    /// `manual` or `final` (taken before the database was deleted).
+    pub reason: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone)]
 pub struct DeploymentRecord {
     pub id: DeploymentId,
     pub project_id: ProjectId,

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use berth_api as wire;
@@ -14,7 +14,8 @@ use berth_domain::database::{
 };
 use berth_domain::source::ImageReference;
 use berth_domain::ResourceName;
-use berth_store::{DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
+use berth_engine::backups::BackupError;
+use berth_store::{BackupRecord, DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
 use rand::distributions::{Alphanumeric, DistString};
 
 use super::{lookup, ApiJson};
@@ -99,7 +100,101 @@ async fn view(
         status: record.lifecycle.as_str().to_owned(),
         runtime_status,
         created_at: record.created_at.clone(),
+        final_backup: None,
     })
+}
+
+fn backup_view(state: &AppState, database: &DatabaseRecord, backup: &BackupRecord) -> wire::Backup {
+    wire::Backup {
+        id: backup.id.to_string(),
+        database: database.name.to_string(),
+        path: state.engine.backup_dir(database).join(&backup.file_name).display().to_string(),
+        size_bytes: backup.size_bytes,
+        sha256: backup.sha256.clone(),
+        reason: backup.reason.clone(),
+        created_at: backup.created_at.clone(),
+    }
+}
+
+fn backup_error(error: BackupError) -> AppError {
+    match error {
+        BackupError::Unsupported(message) => AppError::Invalid(message),
+        BackupError::NotRunning(_)
+        | BackupError::ToolFailed { .. }
+        | BackupError::ChecksumMismatch { .. } => AppError::Conflict(error.to_string()),
+        BackupError::Store(_) | BackupError::Engine(_) => AppError::internal(error),
+    }
+}
+
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+pub(crate) struct DeleteQuery {
+    /// Take a backup first; the deletion happens only if it succeeds.
+    #[serde(default)]
+    final_backup: bool,
+}
+
+/// Takes a logical backup (pg_dump, mariadb-dump) into the server's backup store.
+#[utoipa::path(post, path = "/projects/{project}/environments/{environment}/databases/{database}/backups", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    responses((status = 201, body = wire::Backup), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+pub(crate) async fn create_backup(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+) -> ApiResult<(StatusCode, Json<wire::Backup>)> {
+    let (project, environment, record) = find(&state, &project, &environment, &database).await?;
+    lookup::ensure_active(record.lifecycle, "the database")?;
+    let backup = state
+        .engine
+        .backup_database(&project, &environment, &record, "manual")
+        .await
+        .map_err(backup_error)?;
+    Ok((StatusCode::CREATED, Json(backup_view(&state, &record, &backup))))
+}
+
+#[utoipa::path(get, path = "/projects/{project}/environments/{environment}/databases/{database}/backups", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    responses((status = 200, body = Vec<wire::Backup>), (status = 404, body = wire::ErrorBody)))]
+pub(crate) async fn list_backups(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+) -> ApiResult<Json<Vec<wire::Backup>>> {
+    let (_, _, record) = find(&state, &project, &environment, &database).await?;
+    let backups = state.store.list_backups(record.id).await?;
+    Ok(Json(backups.iter().map(|b| backup_view(&state, &record, b)).collect()))
+}
+
+/// Replaces the database's data with a backup's (PostgreSQL: in one transaction). The
+/// applications keep running; the CLI asks for confirmation first.
+#[utoipa::path(post, path = "/projects/{project}/environments/{environment}/databases/{database}/restore", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    request_body = wire::RestoreRequest,
+    responses((status = 200, body = wire::Backup), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody)))]
+pub(crate) async fn restore_backup(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<wire::RestoreRequest>,
+) -> ApiResult<Json<wire::Backup>> {
+    let (project, environment, record) = find(&state, &project, &environment, &database).await?;
+    lookup::ensure_active(record.lifecycle, "the database")?;
+    let backup = state
+        .store
+        .list_backups(record.id)
+        .await?
+        .into_iter()
+        .find(|b| b.id.to_string() == body.backup)
+        .ok_or_else(|| {
+            AppError::NotFound(format!(
+                "backup {:?} of database {} does not exist; list them with `berth database backups`",
+                body.backup, record.name
+            ))
+        })?;
+    tracing::warn!(database = %record.name, backup = %backup.id, "restoring a database from a backup");
+    state
+        .engine
+        .restore_database(&project, &environment, &record, &backup)
+        .await
+        .map_err(backup_error)?;
+    Ok(Json(backup_view(&state, &record, &backup)))
 }
 
 async fn find(
@@ -224,16 +319,31 @@ pub(crate) async fn get_database(
 /// Marks the database for deletion: the reconciler stops its container gracefully and
 /// removes its volume (its data), then its record. Poll until 404.
 #[utoipa::path(delete, path = "/projects/{project}/environments/{environment}/databases/{database}", tag = "databases",
-    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
-    responses((status = 202, body = wire::Database), (status = 404, body = wire::ErrorBody)))]
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path), DeleteQuery),
+    responses((status = 202, body = wire::Database), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody)))]
 pub(crate) async fn delete_database(
     State(state): State<AppState>,
     Path((project, environment, database)): Path<(String, String, String)>,
+    Query(query): Query<DeleteQuery>,
 ) -> ApiResult<(StatusCode, Json<wire::Database>)> {
     let (project, environment, mut record) =
         find(&state, &project, &environment, &database).await?;
+    let final_backup = if query.final_backup {
+        let backup = state
+            .engine
+            .backup_database(&project, &environment, &record, "final")
+            .await
+            .map_err(|error| {
+            AppError::Conflict(format!("the final backup failed, so nothing was deleted: {error}"))
+        })?;
+        Some(backup_view(&state, &record, &backup))
+    } else {
+        None
+    };
     state.store.mark_database_deleting(record.id).await?;
     state.engine.notify();
     record.lifecycle = Lifecycle::Deleting;
-    Ok((StatusCode::ACCEPTED, Json(view(&state, &project, &environment, &record).await?)))
+    let mut deleted = view(&state, &project, &environment, &record).await?;
+    deleted.final_backup = final_backup;
+    Ok((StatusCode::ACCEPTED, Json(deleted)))
 }

@@ -79,6 +79,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(deployments::list_deployments, deployments::create_deployment))
         .routes(routes!(databases::list_databases, databases::create_database))
         .routes(routes!(databases::get_database, databases::delete_database))
+        .routes(routes!(databases::list_backups, databases::create_backup))
+        .routes(routes!(databases::restore_backup))
         .routes(routes!(deployments::get_deployment))
         .routes(routes!(deployments::cancel_deployment))
         .routes(routes!(deployments::rollback))
