@@ -7,7 +7,10 @@
 //! verifies the checksum before touching the database, and a PostgreSQL restore runs in a
 //! single transaction (all or nothing). Files are private to the server's user (0600).
 //!
-//! Caveats: Redis is not backed up yet (its RDB snapshot needs a different restore path).
+//! Redis is dumped as an RDB snapshot (`redis-cli --rdb`). Redis cannot load a snapshot
+//! while it runs, so a restore starts a temporary server on the snapshot inside the same
+//! container and makes the database replicate from it (a full, atomic resynchronisation
+//! that also rewrites its append-only file), then detaches it.
 
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
@@ -25,8 +28,6 @@ use crate::naming;
 /// Why a backup or a restore failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
-    #[error("{0}")]
-    Unsupported(String),
     #[error("the database container {0} is not running; deploy the environment first")]
     NotRunning(String),
     #[error("{tool} exited with code {code}: {stderr}")]
@@ -41,6 +42,25 @@ pub enum BackupError {
     Engine(#[from] EngineError),
 }
 
+/// Restores the RDB read from standard input into the running Redis (see the module doc).
+const REDIS_RESTORE: &str = r#"set -eu
+dir=$(mktemp -d /tmp/berth-restore.XXXXXX)
+trap 'redis-cli -p 6390 shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
+cat > "$dir/dump.rdb"
+redis-server --port 6390 --bind 127.0.0.1 --dir "$dir" --dbfilename dump.rdb --appendonly no --save '' --protected-mode no --daemonize yes >/dev/null
+main() { redis-cli --no-auth-warning -a "$REDIS_PASSWORD" "$@"; }
+i=0
+until redis-cli -p 6390 ping 2>/dev/null | grep -q PONG; do
+  i=$((i+1)); [ "$i" -lt 300 ] || { echo "the temporary Redis server did not start" >&2; exit 1; }; sleep 0.1
+done
+main replicaof 127.0.0.1 6390 >/dev/null
+i=0
+until main info replication | grep -q 'master_link_status:up' && ! main info replication | grep -q 'master_sync_in_progress:1'; do
+  i=$((i+1)); [ "$i" -lt 1200 ] || { main replicaof no one >/dev/null; echo "the snapshot did not load within 120 s" >&2; exit 1; }; sleep 0.1
+done
+main replicaof no one >/dev/null
+"#;
+
 fn sh(script: &str) -> Vec<String> {
     vec!["sh".into(), "-c".into(), script.into()]
 }
@@ -54,23 +74,34 @@ struct Tools {
     restore: Vec<String>,
 }
 
-fn commands(engine: DatabaseEngine) -> Result<Tools, BackupError> {
+fn commands(engine: DatabaseEngine) -> Tools {
     match engine {
-        DatabaseEngine::Postgresql => Ok(Tools {
+        DatabaseEngine::Postgresql => Tools {
             dump_tool: "pg_dump",
-            dump: sh(r#"PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dump -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" --format=custom --no-owner --no-privileges"#),
+            dump: sh(
+                r#"PGPASSWORD="$POSTGRES_PASSWORD" exec pg_dump -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" --format=custom --no-owner --no-privileges"#,
+            ),
             restore_tool: "pg_restore",
-            restore: sh(r#"PGPASSWORD="$POSTGRES_PASSWORD" exec pg_restore -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" --clean --if-exists --no-owner --no-privileges --single-transaction --exit-on-error"#),
-        }),
-        DatabaseEngine::Mariadb => Ok(Tools {
+            restore: sh(
+                r#"PGPASSWORD="$POSTGRES_PASSWORD" exec pg_restore -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" --clean --if-exists --no-owner --no-privileges --single-transaction --exit-on-error"#,
+            ),
+        },
+        DatabaseEngine::Mariadb => Tools {
             dump_tool: "mariadb-dump",
-            dump: sh(r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb-dump -h 127.0.0.1 -u "$MARIADB_USER" --single-transaction --routines --triggers --no-tablespaces "$MARIADB_DATABASE""#),
+            dump: sh(
+                r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb-dump -h 127.0.0.1 -u "$MARIADB_USER" --single-transaction --routines --triggers --no-tablespaces "$MARIADB_DATABASE""#,
+            ),
             restore_tool: "mariadb",
-            restore: sh(r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb -h 127.0.0.1 -u "$MARIADB_USER" "$MARIADB_DATABASE""#),
-        }),
-        DatabaseEngine::Redis => Err(BackupError::Unsupported(
-            "backups of Redis databases are not available yet; its data is kept in an append-only file on the volume".into(),
-        )),
+            restore: sh(
+                r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb -h 127.0.0.1 -u "$MARIADB_USER" "$MARIADB_DATABASE""#,
+            ),
+        },
+        DatabaseEngine::Redis => Tools {
+            dump_tool: "redis-cli --rdb",
+            dump: sh(r#"exec redis-cli --no-auth-warning -a "$REDIS_PASSWORD" --rdb -"#),
+            restore_tool: "the Redis restore",
+            restore: sh(REDIS_RESTORE),
+        },
     }
 }
 
@@ -103,7 +134,7 @@ impl Engine {
         database: &DatabaseRecord,
         reason: &str,
     ) -> Result<BackupRecord, BackupError> {
-        let Tools { dump_tool: tool, dump, .. } = commands(database.spec.engine)?;
+        let Tools { dump_tool: tool, dump, .. } = commands(database.spec.engine);
         let container = self.running_database_container(project, environment, database).await?;
         let dir = self.backup_dir(database);
         tokio::fs::create_dir_all(&dir)
@@ -112,7 +143,8 @@ impl Engine {
         let id = BackupId::new_random();
         let extension = match database.spec.engine {
             DatabaseEngine::Postgresql => "pgdump",
-            _ => "sql",
+            DatabaseEngine::Mariadb => "sql",
+            DatabaseEngine::Redis => "rdb",
         };
         let file_name =
             format!("{}-{}.{extension}", berth_store::now_rfc3339().replace(':', ""), id.short());
@@ -185,7 +217,7 @@ impl Engine {
         database: &DatabaseRecord,
         backup: &BackupRecord,
     ) -> Result<(), BackupError> {
-        let Tools { restore_tool: tool, restore, .. } = commands(database.spec.engine)?;
+        let Tools { restore_tool: tool, restore, .. } = commands(database.spec.engine);
         let container = self.running_database_container(project, environment, database).await?;
         let path = self.backup_dir(database).join(&backup.file_name);
         let store_error =

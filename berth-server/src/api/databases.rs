@@ -118,7 +118,6 @@ fn backup_view(state: &AppState, database: &DatabaseRecord, backup: &BackupRecor
 
 fn backup_error(error: BackupError) -> AppError {
     match error {
-        BackupError::Unsupported(message) => AppError::Invalid(message),
         BackupError::NotRunning(_)
         | BackupError::ToolFailed { .. }
         | BackupError::ChecksumMismatch { .. } => AppError::Conflict(error.to_string()),
