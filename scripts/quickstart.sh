@@ -50,7 +50,10 @@ git push --quiet --force "$source_repo" HEAD:refs/heads/main
 
 project=example environment=production application=hello
 "$berth" environment list --project "$project" >/dev/null 2>&1 || "$berth" project create "$project"
-"$berth" environment list --project "$project" --output json | grep -q "\"name\": *\"$environment\"" \
+# Read the list into a variable first: `grep -q` would stop reading early and, under
+# pipefail, turn the CLI's broken pipe into a failure.
+environments=$("$berth" environment list --project "$project" --output json)
+grep -q "\"name\": *\"$environment\"" <<<"$environments" \
   || "$berth" environment create --project "$project" "$environment" --mode production --branch main
 "$berth" application show --project "$project" --environment "$environment" "$application" >/dev/null 2>&1 \
   || "$berth" application create --project "$project" --environment "$environment" "$application" \

@@ -336,6 +336,15 @@ pub struct Backup {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CloneDatabase {
+    /// Name of the new database.
+    pub name: String,
+    /// Environment (of the same project) to create it in; default the source's.
+    #[serde(default)]
+    pub environment: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RestoreRequest {
     /// The backup to restore (see `GET .../backups`).
     pub backup: String,

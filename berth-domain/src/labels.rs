@@ -91,10 +91,11 @@ pub fn database_labels(
 }
 
 /// Labels for an image built for a project. Images are shared between deployments, so they
-/// carry only the project and are removed when no record references them.
-pub fn image_labels(project: ProjectId) -> BTreeMap<String, String> {
+/// carry only the organization and project and are removed when no record references them.
+pub fn image_labels(organization: OrganizationId, project: ProjectId) -> BTreeMap<String, String> {
     BTreeMap::from([
         (MANAGED_BY.to_owned(), MANAGED_BY_VALUE.to_owned()),
+        (ORGANIZATION.to_owned(), organization.to_string()),
         (PROJECT.to_owned(), project.to_string()),
     ])
 }

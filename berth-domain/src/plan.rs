@@ -77,12 +77,11 @@ pub fn plan_cleanup(desired: &DesiredState, observed: &[ObservedObject]) -> Vec<
         {
             continue;
         }
-        // Images carry no organization label (they are shared by project only).
-        if object.kind != ObjectKind::Image {
-            let organization: Option<OrganizationId> = label_id(object, labels::ORGANIZATION);
-            if desired.organization.is_some() && organization != desired.organization {
-                continue;
-            }
+        // Another Berth (another organization) may share the engine: its objects, and
+        // objects without a readable organization, are not ours to remove.
+        let organization: Option<OrganizationId> = label_id(object, labels::ORGANIZATION);
+        if desired.organization.is_some() && organization != desired.organization {
+            continue;
         }
         if let Some(reason) = removal_reason(desired, object) {
             removals.push(Removal {
@@ -206,13 +205,13 @@ mod tests {
                 kind: ObjectKind::Image,
                 id: "berth/p/web:old".into(),
                 name: "berth/p/web:old".into(),
-                labels: labels::image_labels(p),
+                labels: labels::image_labels(org(), p),
             },
             ObservedObject {
                 kind: ObjectKind::Image,
                 id: "berth/p/web:abc".into(),
                 name: "berth/p/web:abc".into(),
-                labels: labels::image_labels(p),
+                labels: labels::image_labels(org(), p),
             },
         ];
         let removed: Vec<String> = plan_cleanup(&desired, &observed)

@@ -15,7 +15,7 @@ use berth_domain::database::{
 };
 use berth_domain::deployment::StepName;
 use berth_domain::labels;
-use berth_store::{DatabaseRecord, Lifecycle};
+use berth_store::{DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
 
 use crate::adapters::{ContainerSpec, LogSink, NetworkSpec, VolumeMount, VolumeSpec};
 use crate::engine::{Engine, EngineError};
@@ -175,40 +175,62 @@ impl Run<'_> {
     }
 
     async fn start_database(&self, database: &DatabaseRecord) -> StepResult<String> {
-        let engine = self.engine;
+        let sink = self.log.for_step(Some(database.name.as_str()), StepName::Start.as_str());
+        self.engine
+            .start_database(self.project, self.environment, database, &sink)
+            .await
+            .map(|(name, message)| (name, Some(message)))
+            .map_err(|message| StepFailure::new(StepName::Start, message))
+    }
+
+    async fn wait_database_ready(
+        &self,
+        database: &DatabaseRecord,
+        container: &str,
+    ) -> StepResult<()> {
+        self.engine
+            .wait_database_ready(database, container)
+            .await
+            .map(|message| ((), Some(message)))
+            .map_err(|message| StepFailure::new(StepName::Health, message))
+    }
+}
+
+impl Engine {
+    /// Starts a database's container (or finds it running with the same image), its
+    /// volume and network created if needed. Returns the container name and a message.
+    pub(crate) async fn start_database(
+        &self,
+        project: &ProjectRecord,
+        environment: &EnvironmentRecord,
+        database: &DatabaseRecord,
+        sink: &dyn LogSink,
+    ) -> Result<(String, String), String> {
+        let engine = self;
         let runtime = &engine.adapters.runtime;
-        let fail = |message: String| StepFailure::new(StepName::Start, message);
+        let fail = |message: String| message;
         let credentials = engine.database_credentials(database).map_err(|e| fail(e.to_string()))?;
         let spec = &database.spec;
         let image = spec.engine.image(&spec.version);
         let reference =
             berth_domain::source::ImageReference::parse(&image).map_err(|e| fail(e.to_string()))?;
-        let sink = self.log.for_step(Some(database.name.as_str()), StepName::Start.as_str());
-        engine.adapters.builder.ensure_image(&reference, &sink).await.map_err(|e| {
+        engine.adapters.builder.ensure_image(&reference, sink).await.map_err(|e| {
             fail(format!(
                 "{e}; the images built offline by scripts/build-base-images.sh --with-databases provide {} {}",
                 spec.engine,
                 spec.engine.default_version()
             ))
         })?;
-        let network = naming::environment_network(self.environment.id);
+        let network = naming::environment_network(environment.id);
         runtime
             .ensure_network(&NetworkSpec {
                 name: network.clone(),
-                labels: labels::environment_labels(
-                    engine.organization,
-                    self.project.id,
-                    self.environment.id,
-                ),
+                labels: labels::environment_labels(engine.organization, project.id, environment.id),
             })
             .await
             .map_err(|e| fail(e.to_string()))?;
-        let owner_labels = labels::database_labels(
-            engine.organization,
-            self.project.id,
-            self.environment.id,
-            database.id,
-        );
+        let owner_labels =
+            labels::database_labels(engine.organization, project.id, environment.id, database.id);
         let volume = naming::database_volume(database.id);
         runtime
             .ensure_volume(&VolumeSpec { name: volume.clone(), labels: owner_labels.clone() })
@@ -216,8 +238,7 @@ impl Run<'_> {
             .map_err(|e| fail(e.to_string()))?;
         let DatabaseContainer { env, data_path, command } =
             database_container(spec.engine, &credentials);
-        let name =
-            naming::database_container(&self.project.name, &self.environment.name, &database.name);
+        let name = naming::database_container(&project.name, &environment.name, &database.name);
         let mut labels = owner_labels;
         // What the container was created with, so a change of version is noticed.
         labels.insert("berth.database-image".to_owned(), image.clone());
@@ -225,10 +246,7 @@ impl Run<'_> {
             runtime.inspect_container(&name).await.map_err(|e| fail(e.to_string()))?
         {
             if existing.running && existing.labels.get("berth.database-image") == Some(&image) {
-                return Ok((
-                    name,
-                    Some(format!("{} {} already running", spec.engine, spec.version)),
-                ));
+                return Ok((name, format!("{} {} already running", spec.engine, spec.version)));
             }
             sink.line(&format!("stopping {name} gracefully before starting it again"));
             runtime
@@ -252,47 +270,39 @@ impl Run<'_> {
         runtime.start_container(&container).await.map_err(|e| fail(e.to_string()))?;
         // A database keeps running across server restarts and crashes of its own.
         runtime.set_restart_on_failure(&name, true).await.map_err(|e| fail(e.to_string()))?;
-        Ok((name, Some(format!("started {} {} with volume {volume}", spec.engine, spec.version))))
+        Ok((name, format!("started {} {} with volume {volume}", spec.engine, spec.version)))
     }
 
-    async fn wait_database_ready(
+    /// Waits until the database answers a client command run inside its container.
+    pub(crate) async fn wait_database_ready(
         &self,
         database: &DatabaseRecord,
         container: &str,
-    ) -> StepResult<()> {
-        let runtime = &self.engine.adapters.runtime;
+    ) -> Result<String, String> {
+        let runtime = &self.adapters.runtime;
         let command = readiness_command(database.spec.engine);
-        let deadline = tokio::time::Instant::now() + self.engine.config.deadlines.health;
+        let deadline = tokio::time::Instant::now() + self.config.deadlines.health;
         loop {
             let (sender, mut receiver) = tokio::sync::mpsc::channel(64);
             let drain = tokio::spawn(async move { while receiver.recv().await.is_some() {} });
             let ready = runtime.exec_in_container(container, &command, sender).await;
             drain.abort();
             if matches!(ready, Ok(0)) {
-                return Ok(((), Some(format!("{} accepts connections", database.spec.engine))));
+                return Ok(format!("{} accepts connections", database.spec.engine));
             }
-            let state = runtime
-                .inspect_container(container)
-                .await
-                .map_err(|e| StepFailure::new(StepName::Health, e.to_string()))?;
+            let state = runtime.inspect_container(container).await.map_err(|e| e.to_string())?;
             if let Some(state) = state.filter(|s| !s.running && s.restart_count == 0) {
                 let tail = runtime.container_logs(container, 15).await.unwrap_or_default();
-                return Err(StepFailure::new(
-                    StepName::Health,
-                    format!(
-                        "the database exited with code {}; last output:\n{}",
-                        state.exit_code.unwrap_or(-1),
-                        tail.join("\n")
-                    ),
+                return Err(format!(
+                    "the database exited with code {}; last output:\n{}",
+                    state.exit_code.unwrap_or(-1),
+                    tail.join("\n")
                 ));
             }
             if tokio::time::Instant::now() >= deadline {
-                return Err(StepFailure::new(
-                    StepName::Health,
-                    format!(
-                        "the database did not accept connections within {} s",
-                        self.engine.config.deadlines.health.as_secs()
-                    ),
+                return Err(format!(
+                    "the database did not accept connections within {} s",
+                    self.config.deadlines.health.as_secs()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(250)).await;

@@ -351,6 +351,21 @@ impl Engine {
         };
         let running = instances.iter().filter(|c| c.running).count();
         let restarts: u64 = instances.iter().map(|c| c.restart_count).sum();
+        // Docker keeps the last exit of a restarted container: say why it crashed even
+        // when it is running again.
+        let memory =
+            application.spec.memory.map(|m| format!(" of {} MiB", m.mib())).unwrap_or_default();
+        let last_crash = if instances.iter().any(|c| c.oom_killed) {
+            Some(format!(
+                "killed because it exceeded its memory limit{memory} (OOM); raise it with --memory"
+            ))
+        } else {
+            instances
+                .iter()
+                .filter(|c| c.restart_count > 0 || !c.running)
+                .find_map(|c| c.exit_code.filter(|code| *code != 0))
+                .map(|code| format!("exited with code {code}"))
+        };
         let (status, message) = if deploying {
             ("deploying", None)
         } else if application.current_deployment_id.is_none() {
@@ -358,20 +373,14 @@ impl Engine {
         } else if instances.is_empty() {
             ("stopped", Some("the containers are gone; redeploy to start them again".to_owned()))
         } else if running == 0 {
-            let oom = instances.iter().any(|c| c.oom_killed);
-            let code = instances.iter().find_map(|c| c.exit_code).unwrap_or(-1);
-            let why = if oom {
-                "killed because it exceeded its memory limit (OOM); raise --memory".to_owned()
-            } else {
-                format!("exited with code {code}")
-            };
+            let why = last_crash.clone().unwrap_or_else(|| "stopped".to_owned());
             (
                 "crashed",
                 Some(format!(
                     "{why}; Docker restarts it with a growing delay ({restarts} restart(s) so far)"
                 )),
             )
-        } else if running < expected || !unhealthy.is_empty() {
+        } else {
             let mut parts = Vec::new();
             if running < expected {
                 parts.push(format!("{running} of {expected} instance(s) running"));
@@ -379,11 +388,15 @@ impl Engine {
             if !unhealthy.is_empty() {
                 parts.push(format!("failing health checks: {}", unhealthy.join(", ")));
             }
-            ("degraded", Some(parts.join("; ")))
-        } else if restarts > 0 {
-            ("running", Some(format!("restarted {restarts} time(s) after crashing")))
-        } else {
-            ("running", None)
+            if restarts > 0 {
+                let why = last_crash.map(|w| format!(": last {w}")).unwrap_or_default();
+                parts.push(format!("restarted {restarts} time(s) after crashing{why}"));
+            }
+            let degraded = running < expected || !unhealthy.is_empty();
+            (
+                if degraded { "degraded" } else { "running" },
+                (!parts.is_empty()).then(|| parts.join("; ")),
+            )
         };
         Ok(ObservedApplication { status, instances, commit, message })
     }

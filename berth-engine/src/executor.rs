@@ -430,7 +430,7 @@ impl Run<'_> {
                     dockerfile_path: git.dockerfile_path.clone(),
                     build_args: git.build_args.clone(),
                     tag: tag.clone(),
-                    labels: labels::image_labels(self.project.id),
+                    labels: labels::image_labels(engine.organization, self.project.id),
                     timeout: deadlines.build,
                 };
                 let built = self

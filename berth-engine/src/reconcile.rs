@@ -80,10 +80,13 @@ impl Engine {
     /// Deletes the records of resources marked for deletion once nothing labelled for them
     /// remains in the runtime.
     async fn finish_deletions(&self, remaining: &[&ObservedObject]) -> Result<bool, EngineError> {
+        let organization = self.organization.to_string();
+        // Only this organization's objects can hold up its deletions.
         let labelled = |key: &str, id: String| {
             remaining.iter().any(|o| {
                 o.labels.get(labels::MANAGED_BY).map(String::as_str)
                     == Some(labels::MANAGED_BY_VALUE)
+                    && o.labels.get(labels::ORGANIZATION) == Some(&organization)
                     && o.labels.get(key) == Some(&id)
             })
         };

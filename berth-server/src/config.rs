@@ -42,23 +42,48 @@ pub struct ServerArgs {
     pub docker_socket: String,
 
     /// Seconds a new container has to accept connections on its port.
-    #[arg(long, env = "BERTH_HEALTH_TIMEOUT", default_value_t = 60)]
+    #[arg(
+        long = "health-timeout",
+        value_name = "SECS",
+        env = "BERTH_HEALTH_TIMEOUT",
+        default_value_t = 60
+    )]
     pub health_timeout_secs: u64,
 
     /// Seconds a build may take.
-    #[arg(long, env = "BERTH_BUILD_TIMEOUT", default_value_t = 1800)]
+    #[arg(
+        long = "build-timeout",
+        value_name = "SECS",
+        env = "BERTH_BUILD_TIMEOUT",
+        default_value_t = 1800
+    )]
     pub build_timeout_secs: u64,
 
     /// Seconds a release command may run.
-    #[arg(long, env = "BERTH_RELEASE_TIMEOUT", default_value_t = 900)]
+    #[arg(
+        long = "release-timeout",
+        value_name = "SECS",
+        env = "BERTH_RELEASE_TIMEOUT",
+        default_value_t = 900
+    )]
     pub release_timeout_secs: u64,
 
     /// Seconds a Git fetch may take.
-    #[arg(long, env = "BERTH_CLONE_TIMEOUT", default_value_t = 600)]
+    #[arg(
+        long = "clone-timeout",
+        value_name = "SECS",
+        env = "BERTH_CLONE_TIMEOUT",
+        default_value_t = 600
+    )]
     pub clone_timeout_secs: u64,
 
     /// Seconds to create and start an application's containers.
-    #[arg(long, env = "BERTH_START_TIMEOUT", default_value_t = 120)]
+    #[arg(
+        long = "start-timeout",
+        value_name = "SECS",
+        env = "BERTH_START_TIMEOUT",
+        default_value_t = 120
+    )]
     pub start_timeout_secs: u64,
 
     /// Keep the images of this many most recent successful deployments per application

@@ -40,7 +40,7 @@ impl Store {
                 .await?;
         if taken.is_some() {
             return Err(StoreError::Conflict(format!(
-                "an application named {name:?} exists in this environment; services share one namespace, choose another name"
+                "an application named \"{name}\" exists in this environment; services share one namespace, choose another name"
             )));
         }
         let record = DatabaseRecord {
@@ -66,7 +66,7 @@ impl Store {
         .bind(&record.created_at)
         .execute(self.pool())
         .await
-        .map_err(|e| StoreError::unique_as_conflict(e, || format!("this environment already has a database named {name:?}; choose another name")))?;
+        .map_err(|e| StoreError::unique_as_conflict(e, || format!("this environment already has a database named \"{name}\"; choose another name")))?;
         Ok(record)
     }
 

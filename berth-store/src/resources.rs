@@ -169,7 +169,7 @@ impl Store {
             .execute(self.pool())
             .await
             .map_err(|e| {
-                StoreError::unique_as_conflict(e, || format!("a project named {name:?} already exists; choose another name"))
+                StoreError::unique_as_conflict(e, || format!("a project named \"{name}\" already exists; choose another name"))
             })?;
         Ok(record)
     }
@@ -275,7 +275,7 @@ impl Store {
         .await
         .map_err(|e| {
             StoreError::unique_as_conflict(e, || {
-                format!("this project already has an environment named {name:?}; choose another name")
+                format!("this project already has an environment named \"{name}\"; choose another name")
             })
         })?;
         Ok(record)
@@ -373,7 +373,7 @@ impl Store {
                 .await?;
         if taken.is_some() {
             return Err(StoreError::Conflict(format!(
-                "a database named {name:?} exists in this environment; services share one namespace, choose another name"
+                "a database named \"{name}\" exists in this environment; services share one namespace, choose another name"
             )));
         }
         let now = now_rfc3339();
@@ -403,7 +403,7 @@ impl Store {
         .await
         .map_err(|e| {
             StoreError::unique_as_conflict(e, || {
-                format!("this environment already has an application named {name:?}; choose another name or use `application update`")
+                format!("this environment already has an application named \"{name}\"; choose another name or use `application update`")
             })
         })?;
         Ok(record)

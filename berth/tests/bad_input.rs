@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use test_support::git_http::GitHttpServer;
 use test_support::harness::{
-    as_pairs, docker, exists, files_in, labelled_objects, unique_name, CliOutput, ServerOptions,
-    TestServer,
+    as_pairs, docker, files_in, labelled_objects, unique_name, CliOutput, ServerOptions, TestServer,
 };
 
 const DELETE_DEADLINE: Duration = Duration::from_secs(60);
@@ -352,9 +351,6 @@ fn hostile_urls_and_branches_are_refused_before_git_runs() {
         .map(|entry| entry.file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(created, Vec::<String>::new(), "a hostile input ran a command");
-    for (name, ..) in &cases {
-        assert!(!exists(&markers.join(name)));
-    }
 }
 
 #[test]
@@ -497,7 +493,11 @@ fn port_that_never_opens_fails_at_health_after_the_deadline() {
     let repo = server.fixture_repo(&as_pairs(&files), "main");
     create_app(&server, &project, "web", &["--git", &repo.file_url()]);
     let output = deploy(&server, &project, "web");
-    assert_failed_at(&output, "health", &["did not accept connections on port 8080 within 8 s"]);
+    assert_failed_at(
+        &output,
+        "health",
+        &["on port 8080 within 8 s", "nothing listens on the port"],
+    );
     let id = application_id(&server, &project, "web");
     assert_eq!(
         containers_of(&id),
@@ -517,4 +517,60 @@ fn oversized_request_body_is_refused() {
         server.api("POST", "/api/v1/projects", Some(&serde_json::json!({ "name": name })));
     assert_eq!(response.status, 413, "{response:?}");
     assert_eq!(response.json()["error"]["code"], "payload_too_large", "{response:?}");
+}
+
+#[test]
+fn duplicate_names_are_refused_naming_the_name() {
+    let server = TestServer::start(berth_binary(), ServerOptions::default());
+    let project = unique_name("dn");
+    server.create_project_and_environment(&project, "production");
+    create_app(&server, &project, "web", &["--image", "berth/busybox:1"]);
+    // (command, what the message says, the name it names)
+    let cases: [(Vec<&str>, &str, &str); 3] = [
+        (vec!["project", "create", &project], "a project named", &project),
+        (
+            vec!["environment", "create", "--project", &project, "production"],
+            "already has an environment named",
+            "production",
+        ),
+        (
+            vec![
+                "application",
+                "create",
+                "--project",
+                &project,
+                "--environment",
+                "production",
+                "web",
+                "--image",
+                "berth/busybox:1",
+            ],
+            "already has an application named",
+            "web",
+        ),
+    ];
+    for (args, message, name) in cases {
+        let output = server.cli(&args).expect_failure();
+        let error =
+            output.stderr.lines().find(|line| line.starts_with("error:")).unwrap_or_default();
+        assert!(error.contains(message), "`berth {}` says {message:?}:\n{output}", args.join(" "));
+        assert!(error.contains(name), "names {name:?}:\n{output}");
+        // The name as the user typed it, not a Rust debug representation.
+        assert!(!error.contains("ResourceName("), "internal type in the message:\n{output}");
+    }
+    let response =
+        server.api("POST", "/api/v1/projects", Some(&serde_json::json!({ "name": project })));
+    assert_eq!(response.status, 409, "{response:?}");
+    assert_eq!(response.json()["error"]["code"], "conflict", "{response:?}");
+}
+
+#[test]
+fn a_wrong_token_is_refused() {
+    let server = TestServer::start(berth_binary(), ServerOptions::default());
+    let output = server.cli(&["--token", "not-a-token", "project", "list"]).expect_failure();
+    assert!(
+        output.stderr.to_lowercase().contains("token"),
+        "says the token is the problem:\n{output}"
+    );
+    assert!(!output.combined().contains(server.token()), "{output}");
 }

@@ -10,7 +10,7 @@
 //!
 //! Guarantees: dropping the server sends SIGTERM to the server and to the proxy (only the
 //! pids in this data directory's `server.pid`/`proxy.pid`, checked against their command
-//! line), then removes every container, network and volume labelled with this server's
+//! line or environment), then removes every container, network and volume labelled with this server's
 //! organization and every image labelled with one of its projects — best effort, so a
 //! failing test leaves nothing behind.
 //!
@@ -19,107 +19,45 @@
 //! `server.log`). Helpers panic with a message saying what failed: a broken fixture is a
 //! failed test.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+mod docker;
+mod http;
+mod process;
+
+use std::collections::BTreeSet;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The docker.io CLI (`/usr/local/bin/docker` may be a newer client; see MACHINE-NOTES).
-pub const DOCKER_CLI: &str = "/usr/bin/docker";
-/// The offline base image made by `scripts/build-base-images.sh`.
-pub const BASE_IMAGE: &str = "berth/busybox:1";
+pub use docker::{
+    docker, docker_output, labelled_objects, ContainerGuard, ImageGuard, BASE_IMAGE, DOCKER_CLI,
+};
+pub use http::HttpResponse;
+pub use process::{run_program, CliOutput};
+
+use docker::docker_lines;
+use http::http_request;
+use process::{
+    command_line_contains, environment_contains, process_running, read_pid, run_with_deadline,
+    terminate,
+};
 
 const START_DEADLINE: Duration = Duration::from_secs(30);
 const START_ATTEMPTS: usize = 3;
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// Long enough for a deployment that builds an image on a loaded 2-core machine.
 const CLI_DEADLINE: Duration = Duration::from_secs(240);
-const HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// How to start a [`TestServer`].
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
-    /// `--health-timeout-secs`: how long a new container has to accept connections.
+    /// `--health-timeout`: how long a new container has to accept connections.
     pub health_timeout_secs: Option<u64>,
     /// Further `berth server` arguments.
     pub extra_args: Vec<String>,
-}
-
-/// What one CLI invocation did.
-#[derive(Debug, Clone)]
-pub struct CliOutput {
-    pub args: Vec<String>,
-    pub status: ExitStatus,
-    pub stdout: String,
-    pub stderr: String,
-}
-
-impl CliOutput {
-    pub fn success(&self) -> bool {
-        self.status.success()
-    }
-
-    /// Standard output and standard error, as a user at a terminal sees them.
-    pub fn combined(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
-    }
-
-    /// Panics with the whole output unless the command succeeded; returns `self`.
-    #[track_caller]
-    pub fn expect_success(self) -> CliOutput {
-        assert!(
-            self.success(),
-            "`berth {}` failed ({}):\n{}",
-            self.args.join(" "),
-            self.status,
-            self
-        );
-        self
-    }
-
-    /// Panics with the whole output if the command succeeded; returns `self`.
-    #[track_caller]
-    pub fn expect_failure(self) -> CliOutput {
-        assert!(
-            !self.success(),
-            "`berth {}` succeeded but should fail:\n{}",
-            self.args.join(" "),
-            self
-        );
-        self
-    }
-
-    /// Standard output parsed as JSON (for `--output json`).
-    #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|error| {
-            panic!("`berth {}` printed no JSON ({error}):\n{self}", self.args.join(" "))
-        })
-    }
-}
-
-impl std::fmt::Display for CliOutput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "--- stdout ---\n{}--- stderr ---\n{}", self.stdout, self.stderr)
-    }
-}
-
-/// An HTTP response: status and body.
-#[derive(Debug, Clone)]
-pub struct HttpResponse {
-    pub status: u16,
-    pub body: String,
-}
-
-impl HttpResponse {
-    #[track_caller]
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|error| panic!("not JSON ({error}): {} {}", self.status, self.body))
-    }
 }
 
 /// A running `berth server` with its edge proxy, stopped and cleaned up on drop.
@@ -134,6 +72,9 @@ pub struct TestServer {
     server: Option<Child>,
     server_log_path: PathBuf,
     stopped: bool,
+    /// Ids of the projects the test looked up or created, so that their images are removed
+    /// on drop even when the project itself is gone.
+    seen_projects: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for TestServer {
@@ -166,6 +107,7 @@ impl TestServer {
             organization_id: String::new(),
             server: None,
             stopped: false,
+            seen_projects: Mutex::default(),
             directory,
         };
         let mut last_failure = String::new();
@@ -209,6 +151,7 @@ impl TestServer {
             organization_id: String::new(),
             server: None,
             stopped: false,
+            seen_projects: Mutex::default(),
             directory,
         };
         if let Err(failure) = server.connect() {
@@ -236,7 +179,7 @@ impl TestServer {
             .arg(self.proxy_address.to_string())
             .arg("--allow-local-repositories");
         if let Some(seconds) = options.health_timeout_secs {
-            command.arg("--health-timeout-secs").arg(seconds.to_string());
+            command.arg("--health-timeout").arg(seconds.to_string());
         }
         command.args(&options.extra_args).stdin(Stdio::null()).stdout(log).stderr(log_err);
         let child = command
@@ -405,12 +348,17 @@ impl TestServer {
     pub fn project_id(&self, name: &str) -> String {
         let response = self.api("GET", &format!("/api/v1/projects/{name}"), None);
         assert_eq!(response.status, 200, "GET project {name}: {}", response.body);
-        response.json()["id"].as_str().expect("project id").to_owned()
+        let id = response.json()["id"].as_str().expect("project id").to_owned();
+        if let Ok(mut seen) = self.seen_projects.lock() {
+            seen.insert(id.clone());
+        }
+        id
     }
 
     /// Creates a project and an environment of mode production in it through the CLI.
     pub fn create_project_and_environment(&self, project: &str, environment: &str) {
         self.cli(&["project", "create", project]).expect_success();
+        self.project_id(project);
         self.cli(&[
             "environment",
             "create",
@@ -513,24 +461,30 @@ impl TestServer {
         }
     }
 
+    /// The projects this server has (asked while it still runs) and those the test saw.
     fn known_project_ids(&self) -> Vec<String> {
-        if self.stopped || self.token.is_empty() {
-            return Vec::new();
+        let mut ids: BTreeSet<String> =
+            self.seen_projects.lock().map(|seen| seen.clone()).unwrap_or_default();
+        if !self.stopped && !self.token.is_empty() {
+            let authorization = format!("Bearer {}", self.token);
+            let listed = http_request(
+                self.api_address,
+                "GET",
+                "/api/v1/projects",
+                &[("Authorization", &authorization)],
+                None,
+            );
+            let projects = listed.ok().and_then(|response| {
+                serde_json::from_str::<Vec<serde_json::Value>>(&response.body).ok()
+            });
+            ids.extend(
+                projects
+                    .iter()
+                    .flatten()
+                    .filter_map(|project| project["id"].as_str().map(str::to_owned)),
+            );
         }
-        let authorization = format!("Bearer {}", self.token);
-        let Ok(response) = http_request(
-            self.api_address,
-            "GET",
-            "/api/v1/projects",
-            &[("Authorization", &authorization)],
-            None,
-        ) else {
-            return Vec::new();
-        };
-        let Ok(serde_json::Value::Array(projects)) = serde_json::from_str(&response.body) else {
-            return Vec::new();
-        };
-        projects.iter().filter_map(|project| project["id"].as_str().map(str::to_owned)).collect()
+        ids.into_iter().collect()
     }
 }
 
@@ -618,13 +572,25 @@ pub fn unique_name(prefix: &str) -> String {
 /// `timeout` with `what` in the message.
 #[track_caller]
 pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    wait_for_ok(timeout, what, || check().ok_or_else(String::new))
+}
+
+/// Like [`wait_for`], but `check` describes what it saw when the condition does not hold
+/// (`Err`), and the timeout message shows the last description.
+#[track_caller]
+pub fn wait_for_ok<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
-        if let Some(value) = check() {
-            return value;
-        }
+        let last = match check() {
+            Ok(value) => return value,
+            Err(last) => last,
+        };
         if Instant::now() > deadline {
-            panic!("timed out after {timeout:?} waiting for {what}");
+            panic!("timed out after {timeout:?} waiting for {what}; last seen:\n{last}");
         }
         std::thread::sleep(POLL_INTERVAL);
     }
@@ -634,122 +600,6 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut check: impl FnMut() -> Opt
 #[track_caller]
 pub fn wait_until(timeout: Duration, what: &str, mut condition: impl FnMut() -> bool) {
     wait_for(timeout, what, || condition().then_some(()));
-}
-
-/// Docker objects carrying a label: `label_filter` is `key=value` (or `key`). Each entry is
-/// `"<kind> <name>"`, kind one of container (all states), network, volume, image (by tag, or
-/// id when untagged).
-pub fn labelled_objects(label_filter: &str) -> Vec<String> {
-    let filter = format!("label={label_filter}");
-    let mut objects = Vec::new();
-    let listings: [(&str, &[&str]); 4] = [
-        ("container", &["ps", "-a", "--format", "{{.Names}}"]),
-        ("network", &["network", "ls", "--format", "{{.Name}}"]),
-        ("volume", &["volume", "ls", "--format", "{{.Name}}"]),
-        ("image", &["images", "--format", "{{.Repository}}:{{.Tag}} {{.ID}}"]),
-    ];
-    for (kind, listing) in listings {
-        let mut args = listing.to_vec();
-        args.extend(["--filter", &filter]);
-        for line in docker_lines(&args) {
-            objects.push(format!("{kind} {line}"));
-        }
-    }
-    objects
-}
-
-/// Runs `/usr/bin/docker ARGS`, panicking with its output unless it succeeds; returns
-/// standard output.
-#[track_caller]
-pub fn docker(args: &[&str]) -> String {
-    let output = docker_output(args).unwrap_or_else(|error| {
-        panic!("cannot run {DOCKER_CLI}: {error}; run scripts/setup-host.sh")
-    });
-    assert!(
-        output.status.success(),
-        "{DOCKER_CLI} {} failed ({}): {}{}",
-        args.join(" "),
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// Runs `/usr/bin/docker ARGS` and returns its raw output, success or not.
-pub fn docker_output(args: &[&str]) -> std::io::Result<std::process::Output> {
-    // Dev-only harness: inspecting and cleaning up Docker with the engine's own CLI.
-    #[allow(clippy::disallowed_methods)]
-    let mut command = Command::new(DOCKER_CLI);
-    command.args(args).stdin(Stdio::null()).output()
-}
-
-/// The non-empty lines `docker ARGS` prints (none when it fails).
-fn docker_lines(args: &[&str]) -> Vec<String> {
-    docker_output(args)
-        .ok()
-        .filter(|output| output.status.success())
-        .map(|output| {
-            String::from_utf8_lossy(&output.stdout)
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.is_empty())
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Removes containers by name on drop (decoys and other objects a test makes itself).
-#[derive(Debug, Default)]
-pub struct ContainerGuard {
-    names: Vec<String>,
-}
-
-impl ContainerGuard {
-    pub fn new() -> ContainerGuard {
-        ContainerGuard::default()
-    }
-
-    /// Runs `docker run -d --name NAME ARGS...` and remembers the container for removal.
-    pub fn run(&mut self, name: &str, args: &[&str]) {
-        self.names.push(name.to_owned());
-        let mut all = vec!["run", "-d", "--name", name];
-        all.extend(args);
-        docker(&all);
-    }
-}
-
-impl Drop for ContainerGuard {
-    fn drop(&mut self) {
-        for name in &self.names {
-            let _ = docker_output(&["rm", "-f", name]);
-        }
-    }
-}
-
-/// Removes images by reference on drop.
-#[derive(Debug, Default)]
-pub struct ImageGuard {
-    references: Vec<String>,
-}
-
-impl ImageGuard {
-    pub fn new() -> ImageGuard {
-        ImageGuard::default()
-    }
-
-    pub fn add(&mut self, reference: &str) {
-        self.references.push(reference.to_owned());
-    }
-}
-
-impl Drop for ImageGuard {
-    fn drop(&mut self) {
-        for reference in &self.references {
-            let _ = docker_output(&["rmi", "-f", reference]);
-        }
-    }
 }
 
 /// Whether a file exists at `path` (for "the marker file never appeared" checks).
@@ -779,211 +629,9 @@ pub fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
     found
 }
 
-/// Runs `program ARGS` in `cwd` with `envs` added to an environment without `BERTH_*`
-/// variables, panicking if it has not finished within `timeout` (for scripts such as
-/// `scripts/quickstart.sh`).
-pub fn run_program(
-    program: &Path,
-    args: &[&str],
-    cwd: &Path,
-    envs: &[(&str, String)],
-    timeout: Duration,
-) -> CliOutput {
-    // Dev-only harness: runs the project's own scripts the way a user does.
-    #[allow(clippy::disallowed_methods)]
-    let mut command = Command::new(program);
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("BERTH_") {
-            command.env_remove(name);
-        }
-    }
-    command.args(args).current_dir(cwd);
-    for (name, value) in envs {
-        command.env(name, value);
-    }
-    let args = args.iter().map(|arg| (*arg).to_owned()).collect();
-    run_with_deadline(command, &program.display().to_string(), args, None, timeout)
-}
-
-/// Runs `command` with `stdin` (or none), capturing its output; kills it and panics at
-/// `timeout`.
-fn run_with_deadline(
-    mut command: Command,
-    program: &str,
-    args: Vec<String>,
-    stdin: Option<&str>,
-    timeout: Duration,
-) -> CliOutput {
-    command
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut child =
-        command.spawn().unwrap_or_else(|error| panic!("cannot run {program} {args:?}: {error}"));
-    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
-        let input = input.to_owned();
-        std::thread::spawn(move || {
-            let _ = pipe.write_all(input.as_bytes());
-        });
-    }
-    let stdout = read_in_background(child.stdout.take());
-    let stderr = read_in_background(child.stderr.take());
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for a child process") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "`{program} {}` did not finish within {timeout:?}; stdout so far:\n{}\nstderr:\n{}",
-                args.join(" "),
-                stdout.join().unwrap_or_default(),
-                stderr.join().unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    CliOutput {
-        args,
-        status,
-        stdout: stdout.join().unwrap_or_default(),
-        stderr: stderr.join().unwrap_or_default(),
-    }
-}
-
 /// A loopback address with a port that was free a moment ago.
 pub fn free_loopback_address() -> SocketAddr {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("a free port on 127.0.0.1")
-}
-
-fn read_in_background(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<String> {
-    std::thread::spawn(move || {
-        let mut bytes = Vec::new();
-        if let Some(mut pipe) = pipe {
-            let _ = pipe.read_to_end(&mut bytes);
-        }
-        String::from_utf8_lossy(&bytes).into_owned()
-    })
-}
-
-fn read_pid(path: &Path) -> Option<u32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
-
-fn terminate(pid: u32) {
-    if let Some(pid) = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw) {
-        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
-    }
-}
-
-/// Whether `pid` exists and is not a zombie.
-fn process_running(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
-    // The state follows the parenthesised command name.
-    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
-    !matches!(state, Some("Z" | "X") | None)
-}
-
-fn command_line_contains(pid: u32, needle: &str) -> bool {
-    proc_entries_contain(pid, "cmdline", needle)
-}
-
-fn environment_contains(pid: u32, entry: &str) -> bool {
-    proc_entries_contain(pid, "environ", entry)
-}
-
-/// Whether one of the NUL-separated entries of `/proc/<pid>/<file>` is exactly `needle`.
-fn proc_entries_contain(pid: u32, file: &str, needle: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/{file}"))
-        .map(|bytes| bytes.split(|byte| *byte == 0).any(|part| part == needle.as_bytes()))
-        .unwrap_or(false)
-}
-
-/// A minimal HTTP/1.1 client (one request per connection), enough for the API and the
-/// proxy: `Content-Length` and chunked bodies.
-fn http_request(
-    address: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Result<HttpResponse, String> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))
-        .map_err(|error| format!("connect to {address}: {error}"))?;
-    stream.set_read_timeout(Some(HTTP_TIMEOUT)).map_err(|error| error.to_string())?;
-    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
-    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("host")) {
-        request.push_str(&format!("Host: {address}\r\n"));
-    }
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH") {
-        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    // A server may answer (e.g. 413) and close before reading a large body: read the
-    // answer even when sending failed.
-    let sent = stream.write_all(request.as_bytes());
-    let mut raw = Vec::new();
-    let received = stream.read_to_end(&mut raw);
-    if raw.is_empty() {
-        if let Err(error) = sent {
-            return Err(format!("send to {address}: {error}"));
-        }
-        if let Err(error) = received {
-            return Err(format!("read from {address}: {error}"));
-        }
-    }
-    parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let end = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response: {:?}", String::from_utf8_lossy(raw)))?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut body = raw[end + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("no status line in {head:?}"))?;
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok(HttpResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end =
-            data.windows(2).position(|window| window == b"\r\n").ok_or("truncated chunked body")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|error| format!("bad chunk size {size_text:?}: {error}"))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        let chunk = data.get(..size).ok_or("truncated chunk")?;
-        body.extend_from_slice(chunk);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
 }

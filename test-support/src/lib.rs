@@ -3,8 +3,10 @@
 //! registry, fixture repositories, and a harness that starts a real `berth server` on
 //! free ports. Dev-only: never a dependency of the shipped binary.
 
+pub mod databases;
 pub mod git_http;
 pub mod git_ssh;
 pub mod harness;
+pub mod harness_ext;
 pub mod registry;
 pub mod repo;

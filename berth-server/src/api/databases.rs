@@ -346,3 +346,55 @@ pub(crate) async fn delete_database(
     deleted.final_backup = final_backup;
     Ok((StatusCode::ACCEPTED, Json(deleted)))
 }
+
+/// Creates a new database (new credentials) holding a consistent copy of this one's data,
+/// streamed from the source's dump into the new database's restore. The source keeps
+/// serving; the copy is isolated from it.
+#[utoipa::path(post, path = "/projects/{project}/environments/{environment}/databases/{database}/clone", tag = "databases",
+    params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
+    request_body = wire::CloneDatabase,
+    responses((status = 201, body = wire::Database), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+pub(crate) async fn clone_database(
+    State(state): State<AppState>,
+    Path((project, environment, database)): Path<(String, String, String)>,
+    ApiJson(body): ApiJson<wire::CloneDatabase>,
+) -> ApiResult<(StatusCode, Json<wire::Database>)> {
+    let name = ResourceName::parse(&body.name)?;
+    let (project, source_environment, source) =
+        find(&state, &project, &environment, &database).await?;
+    lookup::ensure_active(source.lifecycle, "the database")?;
+    if source.spec.mode == DatabaseMode::External {
+        return Err(AppError::Invalid(format!(
+            "database {} is external; clone it with the tools of the provider that runs it",
+            source.name
+        )));
+    }
+    let target_environment = match body.environment.as_deref() {
+        Some(other) => lookup::environment(&state, project.name.as_str(), other).await?.1,
+        None => source_environment.clone(),
+    };
+    lookup::ensure_active(target_environment.lifecycle, "the target environment")?;
+    let credentials = generated_credentials(&name, source.spec.engine);
+    let sealed = state
+        .key
+        .encrypt(&serde_json::to_vec(&credentials).map_err(AppError::internal)?)
+        .map_err(AppError::internal)?;
+    let target =
+        state.store.create_database(target_environment.id, &name, &source.spec, &sealed).await?;
+    let copied = state
+        .engine
+        .clone_database(&project, &source_environment, &source, &target_environment, &target)
+        .await;
+    if let Err(error) = copied {
+        // Leave nothing half-made: the reconciler removes the new container and volume.
+        state.store.mark_database_deleting(target.id).await?;
+        state.engine.notify();
+        return Err(match error {
+            BackupError::NotRunning(_) | BackupError::ToolFailed { .. } => {
+                AppError::Conflict(format!("the clone failed and was removed: {error}"))
+            }
+            other => AppError::internal(other),
+        });
+    }
+    Ok((StatusCode::CREATED, Json(view(&state, &project, &target_environment, &target).await?)))
+}

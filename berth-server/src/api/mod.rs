@@ -81,6 +81,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(databases::get_database, databases::delete_database))
         .routes(routes!(databases::list_backups, databases::create_backup))
         .routes(routes!(databases::restore_backup))
+        .routes(routes!(databases::clone_database))
         .routes(routes!(deployments::get_deployment))
         .routes(routes!(deployments::cancel_deployment))
         .routes(routes!(deployments::rollback))
