@@ -9,7 +9,7 @@ cd "$repo_root"
 log() { printf '==> %s\n' "$*" >&2; }
 
 BERTH_SETUP_TEST_TOOLS=1 ./scripts/setup-host.sh
-./scripts/build-base-images.sh
+./scripts/build-base-images.sh --with-databases
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt clippy
 
 log "cargo fmt --check"

@@ -485,17 +485,18 @@ pub struct CreateDatabaseArgs {
     #[arg(long)]
     pub version: Option<String>,
     /// `container` (Berth runs it, with a volume; the default) or `external` (an existing
-    /// server, given by --url).
+    /// server, given by --external-url).
     #[arg(long, value_parser = ["container", "external"])]
     pub mode: Option<String>,
-    /// External mode: the server's URL with its credentials, e.g.
-    /// postgresql://user:password@host:5432/name (stored encrypted).
-    #[arg(long, value_name = "URL", conflicts_with = "url_stdin")]
-    pub url: Option<String>,
-    /// External mode: read the URL from standard input (keeps the password out of shell
-    /// history).
-    #[arg(long)]
-    pub url_stdin: bool,
+    /// The existing server's URL with its credentials, e.g.
+    /// postgresql://user:password@host:5432/name (stored encrypted); implies --mode
+    /// external. (Not `--url`: that is the Berth server's URL, a global option.)
+    #[arg(long, value_name = "URL", conflicts_with_all = ["external_url_stdin", "storage"])]
+    pub external_url: Option<String>,
+    /// Like --external-url, reading the URL from standard input (keeps the password out
+    /// of shell history).
+    #[arg(long, conflicts_with = "storage")]
+    pub external_url_stdin: bool,
     /// Container mode: storage accounted for the volume, in GB [default: 1].
     #[arg(long, value_name = "GB", value_parser = clap::value_parser!(u32).range(1..=16_384))]
     pub storage: Option<u32>,

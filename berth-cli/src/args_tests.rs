@@ -348,6 +348,7 @@ fn top_level_help() {
           environment  Create, list and delete environments of a project [alias: env]
           application  Create, change, inspect and delete applications [alias: app]
           env-var      Set, list, import and delete environment variables and secrets
+          database     Create, list, inspect and delete the databases of an environment [alias: db]
           deploy       Deploy an environment (or one of its applications)
           rollback     Deploy an earlier successful deployment again: its images and its configuration
           deployment   List, inspect and cancel deployments and read their logs
@@ -406,6 +407,116 @@ fn application_create_help() {
               --health-threshold <N>       Consecutive failed checks that take an instance out of rotation
               --release-command <COMMAND>  Command run once in a one-off container of the new image before traffic switches (e.g. database migrations); its failure fails the deployment
               --drain <SECS>               Seconds old instances keep finishing in-flight requests after traffic moves
+              --volume <NAME:/PATH>        A persistent volume mounted in every instance, kept across deployments (repeatable). On update, the list given replaces the current one
+              --size <GB>                  Size in GB accounted for the volumes given with --volume (default 1)
           -h, --help                       Print help
     "#]].assert_eq(&help);
+}
+
+#[test]
+fn database_create_and_alias_parse() {
+    let cli = parse(&[
+        "db",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "main",
+        "--engine",
+        "mysql",
+        "--version",
+        "10.11",
+        "--storage",
+        "8",
+    ])
+    .unwrap();
+    let Command::Database(DatabaseCommand::Create(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!((args.engine.as_str(), args.version.as_deref()), ("mysql", Some("10.11")));
+    assert_eq!((args.storage, args.mode, args.external_url), (Some(8), None, None));
+    // `--url` stays the Berth server's URL, also after `database create`.
+    let cli = parse(&[
+        "db",
+        "create",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "main",
+        "--engine",
+        "redis",
+        "--url",
+        "http://berth:8080",
+        "--external-url",
+        "redis://:pw@cache:6379/0",
+    ])
+    .unwrap();
+    assert_eq!(cli.global.url.as_deref(), Some("http://berth:8080"));
+    let Command::Database(DatabaseCommand::Create(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!(args.external_url.as_deref(), Some("redis://:pw@cache:6379/0"));
+
+    let cli = parse(&[
+        "env-var",
+        "alias",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "DATABASE_URL=BERTH_DATABASE_MAIN_URL",
+    ])
+    .unwrap();
+    let Command::EnvVar(EnvVarCommand::Alias(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!(args.assignment, ("DATABASE_URL".into(), "BERTH_DATABASE_MAIN_URL".into()));
+}
+
+#[test]
+fn bad_database_input_is_a_usage_error() {
+    let create = ["database", "create", "-p", "p", "-e", "e", "main"];
+    let with = |extra: &[&'static str]| -> Vec<&'static str> {
+        create.iter().copied().chain(extra.iter().copied()).collect()
+    };
+    check_error(
+        &create,
+        expect![[r#"
+            error: the following required arguments were not provided:
+              --engine <ENGINE>"#]],
+    );
+    check_error(
+        &with(&["--engine", "oracle"]),
+        expect![[r#"
+            error: invalid value 'oracle' for '--engine <ENGINE>'
+              [possible values: postgresql, mariadb, mysql, redis]
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &with(&["--engine", "redis", "--mode", "managed"]),
+        expect![[r#"
+            error: invalid value 'managed' for '--mode <MODE>'
+              [possible values: container, external]
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &with(&["--engine", "redis", "--storage", "0"]),
+        expect![[r#"
+            error: invalid value '0' for '--storage <GB>': 0 is not in 1..=16384
+            For more information, try '--help'."#]],
+    );
+    check_error(
+        &with(&["--engine", "redis", "--external-url", "redis://:x@h", "--external-url-stdin"]),
+        expect![
+            "error: the argument '--external-url <URL>' cannot be used with '--external-url-stdin'"
+        ],
+    );
+    check_error(
+        &["env-var", "alias", "-p", "p", "DATABASE_URL"],
+        expect![[r#"
+            error: invalid value 'DATABASE_URL' for '<NAME=TARGET>': expected KEY=VALUE, got "DATABASE_URL"
+            For more information, try '--help'."#]],
+    );
 }

@@ -66,6 +66,18 @@ pub(crate) fn application(
     Ok(format!("{}/{}", applications(project, environment)?, segment("application", application)?))
 }
 
+pub(crate) fn databases(project: &str, environment: &str) -> Result<String, InvalidName> {
+    Ok(format!("{}/databases", self::environment(project, environment)?))
+}
+
+pub(crate) fn database(
+    project: &str,
+    environment: &str,
+    database: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/{}", databases(project, environment)?, segment("database", database)?))
+}
+
 pub(crate) fn application_logs(
     project: &str,
     environment: &str,
@@ -205,6 +217,8 @@ mod tests {
             environment("shop", "prod").unwrap(),
             applications("shop", "prod").unwrap(),
             application("shop", "prod", "web").unwrap(),
+            databases("shop", "prod").unwrap(),
+            database("shop", "prod", "main").unwrap(),
             application_logs("shop", "prod", "web", 20, true).unwrap(),
             application_logs("shop", "prod", "web", 100, false).unwrap(),
             environment_deployments("shop", "prod").unwrap(),
@@ -229,6 +243,8 @@ mod tests {
             /api/v1/projects/shop/environments/prod
             /api/v1/projects/shop/environments/prod/applications
             /api/v1/projects/shop/environments/prod/applications/web
+            /api/v1/projects/shop/environments/prod/databases
+            /api/v1/projects/shop/environments/prod/databases/main
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=20&follow=true
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=100
             /api/v1/projects/shop/environments/prod/deployments

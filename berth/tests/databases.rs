@@ -28,7 +28,8 @@ use std::time::{Duration, Instant};
 use test_support::databases::{
     container_id, container_labels, container_running, container_volumes, database_container,
     database_volume, mariadb, psql, random_uuid, redis_cli, try_docker, try_mariadb, try_psql,
-    try_redis_cli, volume_exists, volume_labels, wait_for_answer, VolumeGuard,
+    try_psql_with_password_from, try_redis_cli, volume_exists, volume_labels, wait_for_answer,
+    VolumeGuard,
 };
 use test_support::harness::{
     docker, files_containing, labelled_objects, unique_name, CliOutput, ContainerGuard, TestServer,
@@ -190,7 +191,7 @@ fn assert_owned_database(
     let expected = [
         ("berth.managed-by", "berth"),
         ("berth.organization", server.organization_id()),
-        ("berth.project", &env.project_id(&server)),
+        ("berth.project", &env.project_id(server)),
         ("berth.service", id),
         ("berth.service-kind", "database"),
     ];
@@ -215,7 +216,7 @@ fn assert_owned_database(
 }
 
 /// Asserts the six built-in variables of database `database` (its record) as an
-/// application sees them, with `password`; returns the URL.
+/// application sees them (`seen`), with `password` and `expected_url`.
 #[track_caller]
 fn assert_builtins(
     seen: &BTreeMap<String, String>,
@@ -313,9 +314,15 @@ fn postgresql_keeps_its_data_through_redeploys_and_restarts() {
         "web",
         r#"printf '\0\0\0\10\4\322\26\57' | nc -w 5 "$BERTH_DATABASE_MAIN_HOST" "$BERTH_DATABASE_MAIN_PORT" | head -c 1"#,
     );
-    assert_eq!(answer, "N", "PostgreSQL answers the application");
+    assert_eq!(answer.trim_end(), "N", "PostgreSQL answers the application");
 
-    // Rows written with the credentials the application got.
+    // Rows written with the credentials the application got (the password counts: over
+    // TCP a wrong one is refused).
+    let wrong = try_psql_with_password_from(&container, "PG_MAJOR", user, database, "SELECT 1");
+    assert!(
+        wrong.as_ref().is_err_and(|error| error.contains("password authentication failed")),
+        "{wrong:?}"
+    );
     psql(
         &container,
         user,
@@ -758,6 +765,9 @@ fn deleting_a_database_removes_its_container_and_volume_and_nothing_else() {
     let doomed = Env::create(&server, "dbdel");
     let created = doomed.create_database(&server, "main", &["--engine", "postgresql"]);
     doomed.create_worker(&server, "web");
+    doomed
+        .cli(&server, &["env-var", "alias"], &["DATABASE_URL=BERTH_DATABASE_MAIN_URL"])
+        .expect_success();
     doomed.deploy(&server);
     // Another project of the same server, with a database of its own and data in it.
     let other = Env::create(&server, "dbkeep");
@@ -826,11 +836,30 @@ fn deleting_a_database_removes_its_container_and_volume_and_nothing_else() {
         "the server's log says what it did"
     );
 
-    // The application of that environment deploys without it (and the reconciler runs
-    // again); the decoys and the other project's database are untouched.
+    // The alias that followed it now fails the next deployment with a clear message (the
+    // running instance stays); without the alias, the application deploys without it.
+    let web_id = doomed
+        .cli(&server, &["application", "show"], &["web", "--output", "json"])
+        .expect_success()
+        .json()["id"]
+        .as_str()
+        .expect("application id")
+        .to_owned();
+    let serving = labelled_objects(&format!("berth.service={web_id}"));
+    let failed = doomed.cli(&server, &["deploy"], &["--wait"]).expect_failure();
+    assert!(
+        failed.combined().contains(
+            "variable DATABASE_URL follows BERTH_DATABASE_MAIN_URL, which is not a built-in variable"
+        ),
+        "{failed}"
+    );
+    assert_eq!(labelled_objects(&format!("berth.service={web_id}")), serving, "nothing changed");
+    doomed.cli(&server, &["env-var", "delete"], &["DATABASE_URL"]).expect_success();
+    // This deployment also wakes the reconciler once more.
     doomed.deploy(&server);
     let seen = doomed.variables_seen_by(&server, "web");
     assert!(seen.is_empty(), "no database variables are left: {seen:#?}");
+    // The decoys and the other project's database are untouched.
     for decoy in [&unlabelled, &foreign] {
         assert!(volume_exists(decoy), "decoy volume {decoy} survived");
     }

@@ -116,11 +116,42 @@ fn parse_labels(json: &str) -> BTreeMap<String, String> {
     }
 }
 
-/// Runs `sql` with `psql` inside a PostgreSQL container as `user` on database `database`
-/// (unaligned, tuples only, stopping at the first error); returns the output trimmed.
+/// Runs `sql` with `psql` inside a PostgreSQL container as `user` on database `database`,
+/// with the password of the container's `POSTGRES_PASSWORD`, unaligned, tuples only,
+/// stopping at the first error; output trimmed. It connects over TCP to the container's
+/// own network address, not to 127.0.0.1: like the official images, the server trusts
+/// loopback and the local socket, and asks for the password on every other address.
 pub fn try_psql(container: &str, user: &str, database: &str, sql: &str) -> Result<String, String> {
+    try_psql_with_password_from(container, "POSTGRES_PASSWORD", user, database, sql)
+}
+
+/// [`try_psql`] with the password taken from the container's variable `password_variable`
+/// (e.g. a variable that does not hold the right password, to see a refusal).
+pub fn try_psql_with_password_from(
+    container: &str,
+    password_variable: &str,
+    user: &str,
+    database: &str,
+    sql: &str,
+) -> Result<String, String> {
+    assert!(
+        password_variable
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_'),
+        "not a variable name: {password_variable:?}"
+    );
+    // The script is a constant; the values arrive as positional parameters.
+    let script = r#"eval "PGPASSWORD=\"\${$1}\"" && export PGPASSWORD && exec psql -X -h "$HOSTNAME" -v ON_ERROR_STOP=1 -U "$2" -d "$3" -tAc "$4""#;
     try_docker(&[
-        "exec", container, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-U", user, "-d", database, "-tAc",
+        "exec",
+        container,
+        "sh",
+        "-c",
+        script,
+        "sh",
+        password_variable,
+        user,
+        database,
         sql,
     ])
     .map(|out| out.trim().to_owned())
@@ -142,7 +173,8 @@ pub fn try_mariadb(
     sql: &str,
 ) -> Result<String, String> {
     // The script is a constant; the values arrive as positional parameters.
-    let script = r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb -h 127.0.0.1 -u "$1" -N -B -e "$3" "$2""#;
+    let script =
+        r#"MYSQL_PWD="$MARIADB_PASSWORD" exec mariadb -h 127.0.0.1 -u "$1" -N -B -e "$3" "$2""#;
     try_docker(&["exec", container, "sh", "-c", script, "sh", user, database, sql])
         .map(|out| out.trim().to_owned())
 }

@@ -131,7 +131,7 @@ async fn an_external_url_is_read_from_stdin_and_never_printed() {
         "postgresql",
         "--mode",
         "external",
-        "--url-stdin",
+        "--external-url-stdin",
     ];
     let outcome = run_cli(&stub.url, &args, &format!("{secret_url}\n"), Terminals::default()).await;
     expect![[r#"
@@ -145,7 +145,8 @@ async fn an_external_url_is_read_from_stdin_and_never_printed() {
     assert_eq!((&body["mode"], &body["url"]), (&json!("external"), &json!(secret_url)));
     assert_eq!(body["storage_gb"], serde_json::Value::Null);
 
-    // The same with --url, and the JSON output is the server's (masked) answer.
+    // The same with --external-url, which implies --mode external; the JSON output is the
+    // server's (masked) answer.
     let args = [
         "db",
         "create",
@@ -156,9 +157,7 @@ async fn an_external_url_is_read_from_stdin_and_never_printed() {
         "legacy",
         "--engine",
         "postgresql",
-        "--mode",
-        "external",
-        "--url",
+        "--external-url",
         secret_url,
         "-o",
         "json",
@@ -168,6 +167,8 @@ async fn an_external_url_is_read_from_stdin_and_never_printed() {
     assert!(!outcome.transcript().contains("hunter2"), "{}", outcome.transcript());
     let shown: serde_json::Value = serde_json::from_str(&outcome.stdout).unwrap();
     assert_eq!(shown["url"], "postgresql://app:********@db.example:5432/app");
+    let body: serde_json::Value = serde_json::from_str(&stub.bodies("POST")[1]).unwrap();
+    assert_eq!((&body["mode"], &body["url"]), (&json!("external"), &json!(secret_url)));
 }
 
 #[tokio::test]
@@ -218,7 +219,7 @@ async fn empty_url_on_stdin_is_refused_before_sending() {
         "redis",
         "--mode",
         "external",
-        "--url-stdin",
+        "--external-url-stdin",
     ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     expect![[r#"

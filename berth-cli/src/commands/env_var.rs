@@ -1,5 +1,6 @@
-//! `berth env-var set|list|delete|import`: variables and secrets at project, environment
-//! or application scope.
+//! `berth env-var set|list|delete|import|alias`: variables and secrets at project,
+//! environment or application scope, and aliases that follow a database's built-in
+//! variable (listed with the value `${TARGET}`).
 //!
 //! Secret values are read from stdin when only `KEY` is given (so they stay out of shell
 //! history) and are never printed: the server returns them masked, and the CLI masks any
@@ -43,7 +44,8 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
                 }
             };
             check_variable_name(&name).map_err(|message| CliError::failed(message, None))?;
-            let body = SetVariable { name: name.clone(), value, secret: args.secret, alias_of: None };
+            let body =
+                SetVariable { name: name.clone(), value, secret: args.secret, alias_of: None };
             let set: Fetched<serde_json::Value> =
                 context.client.put(&scope.variables()?, &body).await?;
             if context.console.is_json() {
@@ -76,6 +78,26 @@ pub(crate) async fn run(context: &mut Context<'_>, command: EnvVarCommand) -> Re
                     args.key,
                     scope.describe()
                 ))?;
+            }
+        }
+        EnvVarCommand::Alias(args) => {
+            let scope = scope_of(&args.scope);
+            let (name, target) = args.assignment;
+            check_variable_name(&name).map_err(|message| CliError::failed(message, None))?;
+            let body = SetVariable {
+                name: name.clone(),
+                value: String::new(),
+                secret: false,
+                alias_of: Some(target.clone()),
+            };
+            let set: Fetched<serde_json::Value> =
+                context.client.put(&scope.variables()?, &body).await?;
+            if context.console.is_json() {
+                context.console.print_json(&set.raw)?;
+            } else {
+                context
+                    .console
+                    .println(&format!("{name} on {} now follows {target}", scope.describe()))?;
             }
         }
         EnvVarCommand::Import(args) => {
@@ -151,7 +173,11 @@ fn variables_table(scope: &VariableScope, args: &ScopeArgs, variables: &[Variabl
     }
     let mut table = Table::new(&["NAME", "VALUE", "SECRET", "SCOPE"]);
     for variable in variables {
-        let value = if variable.secret { MASK.to_owned() } else { shorten(&variable.value) };
+        let value = match (&variable.alias_of, variable.secret) {
+            (Some(target), _) => format!("${{{target}}}"),
+            (None, true) => MASK.to_owned(),
+            (None, false) => shorten(&variable.value),
+        };
         let secret = if variable.secret { "yes" } else { "no" };
         table.row(vec![variable.name.clone(), value, secret.into(), variable.scope.clone()]);
     }
@@ -182,6 +208,11 @@ mod tests {
         json!({"name": name, "value": value, "secret": secret, "scope": scope, "updated_at": "2024-05-01T10:00:00Z"})
     }
 
+    fn alias(name: &str, target: &str, scope: &str) -> serde_json::Value {
+        json!({"name": name, "value": format!("${{{target}}}"), "secret": false, "scope": scope,
+            "alias_of": target, "updated_at": "2024-05-01T10:00:00Z"})
+    }
+
     async fn stub() -> StubServer {
         let put = format!("PUT {ENV_VARS}");
         let get = format!("GET {ENV_VARS}");
@@ -199,6 +230,7 @@ mod tests {
                         variable("DATABASE_URL", "postgres://db:5432/app", false, "project"),
                         variable("API_KEY", "leaked-if-not-masked", true, "environment"),
                         variable("LONG", &"x".repeat(80), false, "environment"),
+                        alias("CACHE_URL", "BERTH_DATABASE_CACHE_URL", "environment"),
                     ]),
                 )],
             ),
@@ -235,8 +267,8 @@ mod tests {
         );
         expect![[r#"
             [
-                "{\"name\":\"LOG_LEVEL\",\"value\":\"debug=1\",\"secret\":false}",
-                "{\"name\":\"API_KEY\",\"value\":\"s3cr3t\",\"secret\":true}",
+                "{\"name\":\"LOG_LEVEL\",\"value\":\"debug=1\",\"secret\":false,\"alias_of\":null}",
+                "{\"name\":\"API_KEY\",\"value\":\"s3cr3t\",\"secret\":true,\"alias_of\":null}",
             ]
         "#]]
         .assert_debug_eq(&stub.bodies("PUT"));
@@ -294,6 +326,7 @@ mod tests {
             DATABASE_URL   postgres://db:5432/app                                         no       project
             API_KEY        ********                                                       yes      environment
             LONG           xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx...   no       environment
+            CACHE_URL      ${BERTH_DATABASE_CACHE_URL}                                    no       environment
         "#]]
         .assert_eq(&listed.transcript());
         let empty =
@@ -318,6 +351,79 @@ mod tests {
             deleted.transcript(),
             "deleted OLD from environment \"prod\" of project \"shop\"\n"
         );
+    }
+
+    #[tokio::test]
+    async fn alias_follows_a_built_in_variable() {
+        let app_vars = "/api/v1/projects/shop/environments/prod/applications/web/variables";
+        let put = format!("PUT {app_vars}");
+        let stub = StubServer::start(vec![
+            (put.as_str(), vec![Reply::value(200, &alias("DATABASE_URL", "BERTH_DATABASE_MAIN_URL", "application"))]),
+            (
+                "PUT /api/v1/projects/shop/variables",
+                vec![Reply::value(
+                    422,
+                    &json!({"error": {"code": "invalid", "message": "DATABASE_URL can follow a database's built-in variable (BERTH_DATABASE_<NAME>_URL, _HOST, _PORT, _USER, _PASSWORD, _NAME), not HOME"}}),
+                )],
+            ),
+        ])
+        .await;
+        let args = [
+            "env-var",
+            "alias",
+            "-p",
+            "shop",
+            "-e",
+            "prod",
+            "-a",
+            "web",
+            "DATABASE_URL=BERTH_DATABASE_MAIN_URL",
+        ];
+        let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        expect![[r#"
+            DATABASE_URL on application "web" of environment "prod" of project "shop" now follows BERTH_DATABASE_MAIN_URL
+        "#]]
+        .assert_eq(&outcome.transcript());
+        expect![[r#"
+            [
+                "{\"name\":\"DATABASE_URL\",\"value\":\"\",\"secret\":false,\"alias_of\":\"BERTH_DATABASE_MAIN_URL\"}",
+            ]
+        "#]]
+        .assert_debug_eq(&stub.bodies("PUT"));
+
+        let refused = run_cli(
+            &stub.url,
+            &["env-var", "alias", "-p", "shop", "DATABASE_URL=HOME"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        expect![[r#"
+            --- stderr
+            error: DATABASE_URL can follow a database's built-in variable (BERTH_DATABASE_<NAME>_URL, _HOST, _PORT, _USER, _PASSWORD, _NAME), not HOME
+            --- failed
+        "#]]
+        .assert_eq(&refused.transcript());
+
+        let reserved = run_cli(
+            &stub.url,
+            &["env-var", "alias", "-p", "shop", "BERTH_X=BERTH_DATABASE_MAIN_URL"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        assert!(reserved.stderr.contains("\"BERTH_X\" is reserved"), "{}", reserved.stderr);
+        assert_eq!(stub.bodies("PUT").len(), 2, "nothing sent for a reserved name");
+
+        let json = run_cli(
+            &stub.url,
+            &[&args[..], &["--output", "json"]].concat(),
+            "",
+            Terminals::default(),
+        )
+        .await;
+        let shown: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
+        assert_eq!(shown["alias_of"], "BERTH_DATABASE_MAIN_URL");
     }
 
     #[tokio::test]
@@ -350,8 +456,8 @@ mod tests {
         );
         expect![[r#"
             [
-                "{\"name\":\"A\",\"value\":\"1\",\"secret\":true}",
-                "{\"name\":\"B\",\"value\":\"two words\",\"secret\":true}",
+                "{\"name\":\"A\",\"value\":\"1\",\"secret\":true,\"alias_of\":null}",
+                "{\"name\":\"B\",\"value\":\"two words\",\"secret\":true,\"alias_of\":null}",
             ]
         "#]]
         .assert_debug_eq(&stub.bodies("PUT"));

@@ -2,6 +2,7 @@
 //! returns ([`CliError`]), printed as `error: ...` plus a `hint: ...` of what to do next.
 
 mod application;
+mod database;
 mod delete;
 mod deploy;
 mod deployment;
@@ -102,6 +103,7 @@ async fn dispatch(context: &mut Context<'_>, command: Command) -> Result<(), Cli
         Command::Environment(command) => environment::run(context, command).await,
         Command::Application(command) => application::run(context, command).await,
         Command::EnvVar(command) => env_var::run(context, command).await,
+        Command::Database(command) => database::run(context, command).await,
         Command::Deploy(args) => deploy::run(context, args).await,
         Command::Rollback(args) => rollback::run(context, args).await,
         Command::Deployment(command) => deployment::run(context, command).await,

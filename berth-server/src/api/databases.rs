@@ -244,7 +244,7 @@ pub(crate) async fn create_database(
     let (mode, credentials) = match body.mode.as_deref().unwrap_or("container") {
         "container" => {
             if body.url.is_some() {
-                return Err(AppError::Invalid("--url is for external databases; add --mode external or leave out the URL".into()));
+                return Err(AppError::Invalid("--external-url is for external databases; add --mode external or leave out the URL".into()));
             }
             let storage_gb = body.storage_gb.unwrap_or(1);
             if !(1..=16_384).contains(&storage_gb) {
@@ -254,7 +254,14 @@ pub(crate) async fn create_database(
         }
         "external" => {
             let url = body.url.as_deref().ok_or_else(|| {
-                AppError::Invalid(format!("an external database needs its URL, e.g. --url {}://user:password@host:{}/name", engine.scheme(), engine.port()))
+                AppError::Invalid(match engine {
+                    DatabaseEngine::Redis => "an external database needs its URL, e.g. --external-url redis://:password@host:6379/0".to_owned(),
+                    _ => format!(
+                        "an external database needs its URL, e.g. --external-url {}://user:password@host:{}/name",
+                        engine.scheme(),
+                        engine.port()
+                    ),
+                })
             })?;
             if body.storage_gb.is_some() {
                 return Err(AppError::Invalid("--storage applies to container databases only".into()));

@@ -97,9 +97,12 @@ pub(crate) async fn create_deployment(
             Some(application.id)
         }
         None => {
-            if !applications.iter().any(|a| a.lifecycle == Lifecycle::Active) {
+            let databases = state.store.list_databases(environment.id).await?;
+            let nothing = !applications.iter().any(|a| a.lifecycle == Lifecycle::Active)
+                && !databases.iter().any(|d| d.lifecycle == Lifecycle::Active);
+            if nothing {
                 return Err(AppError::Conflict(format!(
-                    "environment {}/{} has no application to deploy; create one with `berth application create`",
+                    "environment {}/{} has nothing to deploy; create an application with `berth application create` or a database with `berth database create`",
                     project.name, environment.name
                 )));
             }
