@@ -590,7 +590,15 @@ impl Run<'_> {
             ));
         }
         let sink = self.log.for_step(Some(application), StepName::Build.as_str());
-        builder.build(&request, &sink).await.map_err(as_failure)?;
+        match builder.build(&request, &sink).await {
+            // A cached layer removed while the build used it (image cleanup by another Berth
+            // sharing the engine, or by hand): the engine rebuilds it on a second try.
+            Err(error) if is_vanished_layer(&error) => {
+                sink.line("a cached layer disappeared during the build; building once more");
+                builder.build(&request, &sink).await.map_err(as_failure)?;
+            }
+            result => result.map_err(as_failure)?,
+        }
         Ok(((), Some(format!("built {}", request.tag))))
     }
 
@@ -934,6 +942,14 @@ impl Run<'_> {
             }
         }
     }
+}
+
+/// Whether a build failed because a layer it was reusing vanished under it.
+fn is_vanished_layer(error: &crate::adapters::BuildError) -> bool {
+    let text = error.to_string();
+    text.contains("failed to get digest")
+        || text.contains("unknown parent image")
+        || text.contains("No such image")
 }
 
 async fn remove_dir(path: &std::path::Path) {

@@ -11,11 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use test_support::harness::{as_pairs, files_in, unique_name, wait_until};
+use test_support::harness::{as_pairs, unique_name, wait_until};
 use test_support::harness_ext::{
-    application_containers, deployment_containers, deployment_record, is_terminal, project_images,
-    wait_for_only_current_containers, wait_for_terminal_deployment, RestartableServer, TestApp,
-    TrafficProbe,
+    application_containers, deployment_containers, deployment_record, is_terminal, isolated_files,
+    project_images, wait_for_only_current_containers, wait_for_terminal_deployment,
+    RestartableServer, TestApp, TrafficProbe,
 };
 
 /// Building the fixture and starting it takes seconds; minutes mean a hang.
@@ -38,7 +38,8 @@ fn fixture(name: &str) -> PathBuf {
 fn kill_at_step_and_restart(step: &str) {
     let mut server = RestartableServer::start(berth_binary(), &[]);
     let project = unique_name("cs");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     // A release command so that the release step exists; a short health interval so the
     // monitor notices quickly.
     let app = TestApp::create(
@@ -186,7 +187,7 @@ fn killed_at_retire_the_new_version_serves_and_old_containers_go() {
 fn killing_the_server_under_traffic_fails_no_request() {
     let mut server = RestartableServer::start(berth_binary(), &[]);
     let project = unique_name("ck");
-    let repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let repo = server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(
         &server,
         &project,

@@ -21,12 +21,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use test_support::harness::{
-    as_pairs, docker, docker_output, files_in, run_program, unique_name, wait_until, ServerOptions,
+    as_pairs, docker, docker_output, run_program, unique_name, wait_until, ServerOptions,
     TestServer,
 };
 use test_support::harness_ext::{
-    deployment_containers, process_alive, send_sigterm, wait_for_only_current_containers,
-    wait_for_running_step, wait_for_terminal_deployment, TestApp,
+    deployment_containers, isolated_files, process_alive, send_sigterm,
+    wait_for_only_current_containers, wait_for_running_step, wait_for_terminal_deployment, TestApp,
 };
 
 const DOCKERD_LOG: &str = "/var/log/berth-dockerd.log";
@@ -168,7 +168,8 @@ fn a_docker_daemon_restart_mid_deployment_converges() {
     let guard = DaemonGuard;
     let server = TestServer::start(berth_binary(), ServerOptions::default());
     let project = unique_name("dd");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(&server, &project, "web", &repo, &["--health-interval", "1"]);
     app.deploy_and_wait(&server).expect_success();
     let first = app.latest_deployment(&server)["id"].as_str().expect("id").to_owned();

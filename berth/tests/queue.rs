@@ -7,11 +7,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use test_support::harness::{
-    as_pairs, files_in, unique_name, wait_until, ServerOptions, TestServer,
-};
+use test_support::harness::{as_pairs, unique_name, wait_until, ServerOptions, TestServer};
 use test_support::harness_ext::{
-    deployment_containers, deployment_record, wait_for_only_current_containers,
+    deployment_containers, deployment_record, isolated_files, wait_for_only_current_containers,
     wait_for_running_step, wait_for_terminal_deployment, TestApp, TrafficProbe,
 };
 
@@ -35,7 +33,8 @@ fn fixture(name: &str) -> PathBuf {
 fn cancelling_a_running_deployment_keeps_the_old_version() {
     let server = TestServer::start(berth_binary(), ServerOptions::default());
     let project = unique_name("qc");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(&server, &project, "web", &repo, &[]);
     app.deploy_and_wait(&server).expect_success();
     let first = app.latest_deployment(&server)["id"].as_str().expect("id").to_owned();
@@ -86,7 +85,8 @@ fn cancelling_a_running_deployment_keeps_the_old_version() {
 fn a_newer_request_supersedes_the_queued_one() {
     let server = TestServer::start(berth_binary(), ServerOptions::default());
     let project = unique_name("qs");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(&server, &project, "web", &repo, &[]);
     app.deploy_and_wait(&server).expect_success();
     let application_id = app.id(&server);

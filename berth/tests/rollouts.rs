@@ -16,11 +16,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use test_support::harness::{
-    as_pairs, docker, files_in, unique_name, wait_for, wait_until, ServerOptions, TestServer,
+    as_pairs, docker, unique_name, wait_for, wait_until, ServerOptions, TestServer,
 };
 use test_support::harness_ext::{
     application_containers, deployment_containers, deployment_record, exec_in_container,
-    line_value, proxy_get_within, wait_for_only_current_containers, TestApp, TrafficProbe,
+    isolated_files, line_value, proxy_get_within, wait_for_only_current_containers, TestApp,
+    TrafficProbe,
 };
 
 /// Reconcile passes run after each deployment and every 10 s.
@@ -46,7 +47,8 @@ fn a_failing_health_check_or_release_command_keeps_the_old_version_serving() {
         ServerOptions { health_timeout_secs: Some(5), ..ServerOptions::default() },
     );
     let project = unique_name("rf");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(&server, &project, "web", &repo, &[]);
     app.deploy_and_wait(&server).expect_success();
     let first = id_of(&app.latest_deployment(&server));
@@ -116,7 +118,8 @@ fn a_failing_health_check_or_release_command_keeps_the_old_version_serving() {
 fn rollback_serves_the_old_content_with_the_old_variables() {
     let server = TestServer::start(berth_binary(), ServerOptions::default());
     let project = unique_name("rb");
-    let mut repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let mut repo =
+        server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(&server, &project, "web", &repo, &[]);
     app.set_variable(&server, "GREETING=hello from one");
     app.deploy_and_wait(&server).expect_success();
@@ -170,7 +173,7 @@ fn rollback_serves_the_old_content_with_the_old_variables() {
 fn instances_share_traffic_leave_rotation_when_unhealthy_and_restart_after_a_crash() {
     let server = TestServer::start(berth_binary(), ServerOptions::default());
     let project = unique_name("ri");
-    let repo = server.fixture_repo(&as_pairs(&files_in(&fixture("rollout-page"))), "main");
+    let repo = server.fixture_repo(&as_pairs(&isolated_files(&fixture("rollout-page"))), "main");
     let app = TestApp::create(
         &server,
         &project,
