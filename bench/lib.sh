@@ -192,6 +192,8 @@ server_start() {
     --proxy-listen "127.0.0.1:$PROXY_PORT" --allow-local-repositories \
     >>"$BENCH_DATA/server.out" 2>&1 </dev/null &
   SERVER_PID=$!
+  # Not a job of this shell: a deliberate kill -9 should not print "Killed ...".
+  disown "$SERVER_PID" 2>/dev/null || true
   for ((i = 0; i < 300; i++)); do
     server_answers && break
     kill -0 "$SERVER_PID" 2>/dev/null || { tail -n 20 "$BENCH_DATA/server.out" >&2; die "berth server exited"; }

@@ -59,7 +59,7 @@ pub enum Command {
     /// Set, list, import and delete environment variables and secrets.
     #[command(subcommand, name = "env-var")]
     EnvVar(EnvVarCommand),
-    /// Create, list, inspect and delete the databases of an environment.
+    /// Create, list, back up, restore, clone and delete the databases of an environment.
     #[command(subcommand, visible_alias = "db")]
     Database(DatabaseCommand),
     /// Deploy an environment (or one of its applications).
@@ -457,8 +457,17 @@ pub enum DatabaseCommand {
     List(EnvironmentArgs),
     /// Show one database: engine, address, user, masked URL, variables.
     Show(DatabaseNameArgs),
-    /// Delete a database. For a container database, its volume - its data - is deleted.
+    /// Delete a database. For a container database, its volume - its data - is deleted
+    /// (`--final-backup` keeps a backup of it first).
     Delete(DeleteDatabaseArgs),
+    /// Take a backup now (a logical dump into the server's backup store, with its SHA-256).
+    Backup(DatabaseNameArgs),
+    /// List the backups of a database, newest first.
+    Backups(DatabaseNameArgs),
+    /// Replace a database's data with a backup's (asks for confirmation).
+    Restore(RestoreDatabaseArgs),
+    /// Copy a database with its data into a new database with its own credentials.
+    Clone(CloneDatabaseArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -506,8 +515,37 @@ pub struct CreateDatabaseArgs {
 pub struct DeleteDatabaseArgs {
     #[command(flatten)]
     pub database: DatabaseNameArgs,
+    /// Take a backup first and keep it in the backup store; nothing is deleted if the
+    /// backup fails.
+    #[arg(long)]
+    pub final_backup: bool,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreDatabaseArgs {
+    #[command(flatten)]
+    pub database: DatabaseNameArgs,
+    /// The backup to restore (an ID from `berth database backups`).
+    #[arg(long, value_name = "ID")]
+    pub backup: String,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CloneDatabaseArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// The database to copy (it keeps running).
+    pub source: String,
+    /// Name of the new database: lower-case letters, digits and '-', starting with a
+    /// letter.
+    pub new: String,
+    /// Create the copy in this environment of the same project [default: the source's].
+    #[arg(long, value_name = "ENVIRONMENT")]
+    pub to_environment: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -348,7 +348,7 @@ fn top_level_help() {
           environment  Create, list and delete environments of a project [alias: env]
           application  Create, change, inspect and delete applications [alias: app]
           env-var      Set, list, import and delete environment variables and secrets
-          database     Create, list, inspect and delete the databases of an environment [alias: db]
+          database     Create, list, back up, restore, clone and delete the databases of an environment [alias: db]
           deploy       Deploy an environment (or one of its applications)
           rollback     Deploy an earlier successful deployment again: its images and its configuration
           deployment   List, inspect and cancel deployments and read their logs
@@ -518,5 +518,68 @@ fn bad_database_input_is_a_usage_error() {
         expect![[r#"
             error: invalid value 'DATABASE_URL' for '<NAME=TARGET>': expected KEY=VALUE, got "DATABASE_URL"
             For more information, try '--help'."#]],
+    );
+}
+
+#[test]
+fn database_backup_restore_and_clone_parse() {
+    let cli = parse(&["db", "backup", "-p", "shop", "-e", "prod", "main"]).unwrap();
+    assert!(
+        matches!(cli.command, Command::Database(DatabaseCommand::Backup(ref args)) if args.name == "main")
+    );
+    let cli = parse(&["db", "backups", "-p", "shop", "-e", "prod", "main"]).unwrap();
+    assert!(matches!(cli.command, Command::Database(DatabaseCommand::Backups(_))));
+
+    let cli = parse(&["db", "restore", "-p", "shop", "-e", "prod", "main", "--backup", "b1", "-y"])
+        .unwrap();
+    let Command::Database(DatabaseCommand::Restore(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!((args.database.name.as_str(), args.backup.as_str()), ("main", "b1"));
+    assert!(args.confirm.yes);
+
+    let cli = parse(&[
+        "db",
+        "clone",
+        "-p",
+        "shop",
+        "-e",
+        "prod",
+        "main",
+        "main-copy",
+        "--to-environment",
+        "staging",
+    ])
+    .unwrap();
+    let Command::Database(DatabaseCommand::Clone(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert_eq!((args.source.as_str(), args.new.as_str()), ("main", "main-copy"));
+    assert_eq!(args.to_environment.as_deref(), Some("staging"));
+
+    let cli =
+        parse(&["db", "delete", "-p", "shop", "-e", "prod", "main", "--final-backup", "--yes"])
+            .unwrap();
+    let Command::Database(DatabaseCommand::Delete(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert!(args.final_backup && args.confirm.yes);
+    let cli = parse(&["db", "delete", "-p", "shop", "-e", "prod", "main"]).unwrap();
+    let Command::Database(DatabaseCommand::Delete(args)) = cli.command else {
+        panic!("wrong command");
+    };
+    assert!(!args.final_backup);
+
+    check_error(
+        &["db", "restore", "-p", "shop", "-e", "prod", "main"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              --backup <ID>"#]],
+    );
+    check_error(
+        &["db", "clone", "-p", "shop", "-e", "prod", "main"],
+        expect![[r#"
+            error: the following required arguments were not provided:
+              <NEW>"#]],
     );
 }

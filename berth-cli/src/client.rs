@@ -21,6 +21,9 @@ use crate::sse::{LineTooLong, SseEvent, SseParser};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// For requests whose answer waits for work proportional to the data (a database backup,
+/// restore or clone, a deletion with a final backup): the server answers when it is done.
+pub(crate) const LONG_REQUEST_TIMEOUT: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
@@ -108,6 +111,16 @@ impl ApiClient {
         self.call(Method::POST, path, None::<&()>).await
     }
 
+    /// POST (`body` as JSON, or none) for an action that may take up to `timeout`.
+    pub(crate) async fn post_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        self.call_within(Method::POST, path, body, timeout).await
+    }
+
     pub(crate) async fn put<B: Serialize, T: DeserializeOwned>(
         &self,
         path: &str,
@@ -126,8 +139,17 @@ impl ApiClient {
 
     /// DELETE; the body of the answer (if any) is returned as JSON.
     pub(crate) async fn delete(&self, path: &str) -> Result<serde_json::Value, ClientError> {
-        let response = self.send(Method::DELETE, path, None::<&()>, Some(REQUEST_TIMEOUT)).await?;
-        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        self.delete_within(path, REQUEST_TIMEOUT).await
+    }
+
+    /// DELETE that may take up to `timeout` before the server answers.
+    pub(crate) async fn delete_within(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<serde_json::Value, ClientError> {
+        let response = self.send(Method::DELETE, path, None::<&()>, Some(timeout)).await?;
+        let bytes = response.bytes().await.map_err(|error| self.transport(error, timeout))?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(serde_json::Value::Null);
         }
@@ -145,9 +167,19 @@ impl ApiClient {
         path: &str,
         body: Option<&B>,
     ) -> Result<T, ClientError> {
-        let response = self.send(method.clone(), path, body, Some(REQUEST_TIMEOUT)).await?;
+        self.call_within(method, path, body, REQUEST_TIMEOUT).await
+    }
+
+    async fn call_within<B: Serialize, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+        timeout: Duration,
+    ) -> Result<T, ClientError> {
+        let response = self.send(method.clone(), path, body, Some(timeout)).await?;
         let status = response.status().as_u16();
-        let bytes = response.bytes().await.map_err(|error| self.transport(error))?;
+        let bytes = response.bytes().await.map_err(|error| self.transport(error, timeout))?;
         serde_json::from_slice(&bytes).map_err(|error| ClientError::Unexpected {
             method,
             path: path.to_owned(),
@@ -218,12 +250,15 @@ impl ApiClient {
         if let Some(timeout) = timeout {
             request = request.timeout(timeout);
         }
-        let response = request.send().await.map_err(|error| self.transport(error))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|error| self.transport(error, timeout.unwrap_or(REQUEST_TIMEOUT)))?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
         }
-        Err(self.error_from(method, path, status, response).await)
+        Err(self.error_from(method, path, status, response, timeout).await)
     }
 
     async fn error_from(
@@ -232,6 +267,7 @@ impl ApiClient {
         path: &str,
         status: StatusCode,
         response: reqwest::Response,
+        timeout: Option<Duration>,
     ) -> ClientError {
         if status.is_redirection() {
             let location = response
@@ -249,7 +285,7 @@ impl ApiClient {
         }
         let bytes = match response.bytes().await {
             Ok(bytes) => bytes,
-            Err(error) => return self.transport(error),
+            Err(error) => return self.transport(error, timeout.unwrap_or(REQUEST_TIMEOUT)),
         };
         match serde_json::from_slice::<ErrorBody>(&bytes) {
             Ok(body) => ClientError::Api {
@@ -273,11 +309,12 @@ impl ApiClient {
         }
     }
 
-    fn transport(&self, error: reqwest::Error) -> ClientError {
+    /// `timeout`: the deadline the request had (for the message when it passed).
+    fn transport(&self, error: reqwest::Error, timeout: Duration) -> ClientError {
         if error.is_connect() {
             ClientError::Unreachable { url: self.base.to_string() }
         } else if error.is_timeout() {
-            ClientError::Timeout { url: self.base.to_string(), seconds: REQUEST_TIMEOUT.as_secs() }
+            ClientError::Timeout { url: self.base.to_string(), seconds: timeout.as_secs() }
         } else {
             ClientError::Transport { detail: error_chain(&error) }
         }
@@ -329,7 +366,7 @@ impl EventStream {
             match self.response.chunk().await {
                 Ok(Some(chunk)) => self.pending.extend(self.parser.push(&chunk)?),
                 Ok(None) => return Ok(None),
-                Err(error) => return Err(self.client.transport(error)),
+                Err(error) => return Err(self.client.transport(error, REQUEST_TIMEOUT)),
             }
         }
     }

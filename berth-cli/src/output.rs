@@ -278,6 +278,21 @@ pub(crate) fn format_duration_ms(ms: u64) -> String {
     }
 }
 
+/// `512 B`, `3.4 KiB`, `1.2 MiB`, `2.0 GiB` (binary units, one decimal).
+pub(crate) fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// The first 7 characters of a commit hash.
 pub(crate) fn short_commit(commit: &str) -> String {
     commit.chars().take(7).collect()
@@ -327,6 +342,18 @@ mod tests {
                 OffsetDateTime::UNIX_EPOCH
             ),
             Some(2_500)
+        );
+    }
+
+    #[test]
+    fn sizes_are_short() {
+        let formatted: Vec<String> = [0, 1023, 1024, 3_500, 1_258_291, 2 << 30, u64::MAX]
+            .into_iter()
+            .map(format_size)
+            .collect();
+        assert_eq!(
+            formatted,
+            ["0 B", "1023 B", "1.0 KiB", "3.4 KiB", "1.2 MiB", "2.0 GiB", "16777216.0 TiB"]
         );
     }
 

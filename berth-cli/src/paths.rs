@@ -78,6 +78,31 @@ pub(crate) fn database(
     Ok(format!("{}/{}", databases(project, environment)?, segment("database", database)?))
 }
 
+/// `.../databases/{database}/backups` (POST takes one, GET lists them).
+pub(crate) fn database_backups(
+    project: &str,
+    environment: &str,
+    database: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/backups", self::database(project, environment, database)?))
+}
+
+pub(crate) fn database_restore(
+    project: &str,
+    environment: &str,
+    database: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/restore", self::database(project, environment, database)?))
+}
+
+pub(crate) fn database_clone(
+    project: &str,
+    environment: &str,
+    database: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!("{}/clone", self::database(project, environment, database)?))
+}
+
 pub(crate) fn application_logs(
     project: &str,
     environment: &str,
@@ -219,6 +244,9 @@ mod tests {
             application("shop", "prod", "web").unwrap(),
             databases("shop", "prod").unwrap(),
             database("shop", "prod", "main").unwrap(),
+            database_backups("shop", "prod", "main").unwrap(),
+            database_restore("shop", "prod", "main").unwrap(),
+            database_clone("shop", "prod", "main").unwrap(),
             application_logs("shop", "prod", "web", 20, true).unwrap(),
             application_logs("shop", "prod", "web", 100, false).unwrap(),
             environment_deployments("shop", "prod").unwrap(),
@@ -245,6 +273,9 @@ mod tests {
             /api/v1/projects/shop/environments/prod/applications/web
             /api/v1/projects/shop/environments/prod/databases
             /api/v1/projects/shop/environments/prod/databases/main
+            /api/v1/projects/shop/environments/prod/databases/main/backups
+            /api/v1/projects/shop/environments/prod/databases/main/restore
+            /api/v1/projects/shop/environments/prod/databases/main/clone
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=20&follow=true
             /api/v1/projects/shop/environments/prod/applications/web/logs?tail=100
             /api/v1/projects/shop/environments/prod/deployments

@@ -875,7 +875,7 @@ impl Run<'_> {
                     ),
                 ));
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 

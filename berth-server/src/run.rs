@@ -33,11 +33,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     if settings.start_proxy {
         proxy_supervisor::ensure_proxy(&data_dir, settings.proxy_listen).await?;
     }
-    let docker = Arc::new(
-        berth_docker::DockerEngine::connect(Some(&settings.docker_socket))
-            .await
-            .context("cannot reach the Docker engine")?,
-    );
+    let docker = Arc::new(connect_docker(&settings.docker_socket).await?);
     let git_temp = data_dir.join("tmp");
     bootstrap::prepare_data_dir(&git_temp)?;
     let git = Arc::new(berth_git::GitCli::new().with_temp_root(git_temp));
@@ -108,6 +104,28 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let _ = engine_task.await;
     std::fs::remove_file(data_dir.join("server.pid")).ok();
     Ok(())
+}
+
+/// Connects to the Docker engine, waiting up to two minutes for it: after a reboot or a
+/// restart of dockerd the server may start first.
+async fn connect_docker(socket: &str) -> anyhow::Result<berth_docker::DockerEngine> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+    let mut announced = false;
+    loop {
+        match berth_docker::DockerEngine::connect(Some(socket)).await {
+            Ok(docker) => return Ok(docker),
+            Err(error) if tokio::time::Instant::now() < deadline => {
+                if !announced {
+                    tracing::warn!(%error, "the Docker engine does not answer yet; waiting up to 2 minutes");
+                    announced = true;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            Err(error) => {
+                return Err(anyhow::Error::new(error).context("cannot reach the Docker engine"))
+            }
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -111,6 +111,8 @@ pub(crate) async fn run(
                     target.name
                 ),
                 path: paths::application(project, environment, &target.name)?,
+                query: None,
+                on_accepted: None,
                 confirmed: args.confirm.yes,
                 list_command: format!(
                     "berth application list --project {project} --environment {environment}"

@@ -1,4 +1,5 @@
-//! `berth database create|list|show|delete --project P --environment E NAME`.
+//! `berth database create|list|show|delete|backup|backups|restore|clone --project P
+//! --environment E NAME`.
 //!
 //! Expected flow: `create` sends the engine, the version, the mode and either the storage
 //! (container mode) or the server's URL (external mode); the server validates everything
@@ -7,20 +8,30 @@
 //! receive its `BERTH_DATABASE_<NAME>_*` variables; `env-var alias` makes a variable of the
 //! user's follow one of them.
 //!
+//! Backups: `backup` asks the server for a logical dump into its backup store and prints
+//! the backup's id, size, path and SHA-256; `backups` lists them, newest first; `restore
+//! --backup ID` replaces the database's data with a backup's (the server verifies the
+//! checksum first); `clone SOURCE NEW [--to-environment ENV]` makes a new, started
+//! database with its own credentials holding a consistent copy of the source's data.
+//! These requests last as long as the work (minutes for a large database), so they get a
+//! long deadline instead of the usual minute.
+//!
 //! Guarantees: the external URL (it holds a password) is only sent, never printed: the
 //! server answers with the URL masked, and `--external-url-stdin` keeps it out of shell
 //! history. The flag is not `--url`: that global option is the Berth server's URL.
-//! `delete` asks for confirmation like every delete (no terminal and no `--yes`: refused
-//! before any request), and its question says what is lost: a container database's
-//! volume, its data; an external server is not touched.
+//! `delete` and `restore` ask for confirmation (no terminal and no `--yes`: refused before
+//! any request), and their question says what is lost: a container database's volume, its
+//! data (unless `--final-backup` keeps a backup first, whose path is printed); the data
+//! that a restore replaces; an external server is not touched. With `--yes`, `restore`
+//! still announces on stderr what it replaces.
 
-use berth_api::{CreateDatabase, Database};
+use berth_api::{Backup, CloneDatabase, CreateDatabase, Database, RestoreRequest};
 
 use super::delete::{delete, Deletion};
-use super::{read_secret, CliError, Context};
-use crate::args::{CreateDatabaseArgs, DatabaseCommand};
-use crate::client::Fetched;
-use crate::output::{format_timestamp, or_dash, render_fields, Table};
+use super::{ask, read_secret, unconfirmed, CliError, Context};
+use crate::args::{CloneDatabaseArgs, CreateDatabaseArgs, DatabaseCommand, RestoreDatabaseArgs};
+use crate::client::{Fetched, LONG_REQUEST_TIMEOUT};
+use crate::output::{format_size, format_timestamp, or_dash, render_fields, Table};
 use crate::paths;
 
 pub(crate) async fn run(
@@ -76,7 +87,7 @@ pub(crate) async fn run(
             // question say exactly what is lost. Without a terminal nothing is sent.
             let question = if !args.confirm.yes && context.console.stdin_is_terminal() {
                 let database: Database = context.client.get(&path).await?;
-                delete_question(&database)
+                delete_question(&database, args.final_backup)
             } else {
                 format!(
                     "Delete database {:?} of environment {environment:?} in project {project:?}? \
@@ -88,6 +99,8 @@ pub(crate) async fn run(
                 kind: "database",
                 question,
                 path,
+                query: args.final_backup.then_some("final_backup=true"),
+                on_accepted: Some(final_backup_text),
                 confirmed: args.confirm.yes,
                 list_command: format!(
                     "berth database list --project {project} --environment {environment}"
@@ -96,6 +109,109 @@ pub(crate) async fn run(
             };
             delete(context, deletion).await?;
         }
+        DatabaseCommand::Backup(args) => {
+            let (project, environment) = (&args.environment.project, &args.environment.environment);
+            let path = paths::database_backups(project, environment, &args.name)?;
+            context.console.eprintln(&format!("backing up database {:?}...", args.name))?;
+            let backup: Fetched<Backup> =
+                context.client.post_within(&path, None::<&()>, LONG_REQUEST_TIMEOUT).await?;
+            if context.console.is_json() {
+                context.console.print_json(&backup.raw)?;
+            } else {
+                context.console.print(&backup_text(project, environment, &backup.value))?;
+            }
+        }
+        DatabaseCommand::Backups(args) => {
+            let (project, environment) = (&args.environment.project, &args.environment.environment);
+            let path = paths::database_backups(project, environment, &args.name)?;
+            let backups: Fetched<Vec<Backup>> = context.client.get(&path).await?;
+            if context.console.is_json() {
+                context.console.print_json(&backups.raw)?;
+            } else {
+                let text = backups_table(project, environment, &args.name, &backups.value);
+                context.console.print(&text)?;
+            }
+        }
+        DatabaseCommand::Restore(args) => restore(context, args).await?,
+        DatabaseCommand::Clone(args) => clone(context, args).await?,
+    }
+    Ok(())
+}
+
+/// `restore`: confirmation (a question on a terminal that names the database and the
+/// backup; with `--yes` an announcement), then the request, which lasts as long as the
+/// restore.
+async fn restore(context: &mut Context<'_>, args: RestoreDatabaseArgs) -> Result<(), CliError> {
+    let target = &args.database;
+    let (project, environment) = (&target.environment.project, &target.environment.environment);
+    let path = paths::database_restore(project, environment, &target.name)?;
+    if args.confirm.yes {
+        context.console.eprintln(&format!(
+            "restoring database {:?} of environment {environment:?} in project {project:?} \
+             from backup {}: its current data is replaced by the backup's",
+            target.name, args.backup
+        ))?;
+    } else {
+        if !context.console.stdin_is_terminal() {
+            return Err(unconfirmed("restore"));
+        }
+        // Read the database and its backups first so that the question says exactly what
+        // is replaced by what; an unknown backup is reported before anyone is asked.
+        let database: Database =
+            context.client.get(&paths::database(project, environment, &target.name)?).await?;
+        let backups: Vec<Backup> = context
+            .client
+            .get(&paths::database_backups(project, environment, &target.name)?)
+            .await?;
+        let Some(backup) = backups.iter().find(|backup| backup.id == args.backup) else {
+            return Err(CliError::failed(
+                format!("backup {:?} of database {:?} does not exist", args.backup, target.name),
+                Some(format!(
+                    "list them with `berth database backups --project {project} --environment {environment} {}`",
+                    target.name
+                )),
+            ));
+        };
+        if !ask(context.console, &restore_question(&database, backup))? {
+            return Err(CliError::failed(
+                format!("cancelled: database {:?} was not restored", target.name),
+                None,
+            ));
+        }
+        context.console.eprintln(&format!("restoring database {:?}...", target.name))?;
+    }
+    let body = RestoreRequest { backup: args.backup.clone() };
+    let restored: Fetched<Backup> =
+        context.client.post_within(&path, Some(&body), LONG_REQUEST_TIMEOUT).await?;
+    if context.console.is_json() {
+        context.console.print_json(&restored.raw)?;
+    } else {
+        let backup = &restored.value;
+        context.console.println(&format!(
+            "restored database {} from backup {} (taken {}, {})",
+            target.name,
+            backup.id,
+            format_timestamp(&backup.created_at),
+            format_size(backup.size_bytes)
+        ))?;
+    }
+    Ok(())
+}
+
+/// `clone`: one request that creates, starts and fills the new database.
+async fn clone(context: &mut Context<'_>, args: CloneDatabaseArgs) -> Result<(), CliError> {
+    let (project, environment) = (&args.environment.project, &args.environment.environment);
+    let path = paths::database_clone(project, environment, &args.source)?;
+    context
+        .console
+        .eprintln(&format!("cloning database {:?} into {:?}...", args.source, args.new))?;
+    let body = CloneDatabase { name: args.new.clone(), environment: args.to_environment.clone() };
+    let cloned: Fetched<Database> =
+        context.client.post_within(&path, Some(&body), LONG_REQUEST_TIMEOUT).await?;
+    if context.console.is_json() {
+        context.console.print_json(&cloned.raw)?;
+    } else {
+        context.console.print(&cloned_text(&args.source, &cloned.value))?;
     }
     Ok(())
 }
@@ -204,7 +320,7 @@ fn database_fields(database: &Database) -> String {
     render_fields(&fields)
 }
 
-fn delete_question(database: &Database) -> String {
+fn delete_question(database: &Database, final_backup: bool) -> String {
     let what = format!(
         "Delete database {:?} ({} {}) of environment {:?} in project {:?}?",
         database.name, database.engine, database.version, database.environment, database.project
@@ -213,9 +329,97 @@ fn delete_question(database: &Database) -> String {
         format!(
             "{what} Berth forgets it and its variables; the external server and its data are not touched."
         )
+    } else if final_backup {
+        format!(
+            "{what} A final backup is taken first and kept in the backup store; then its volume and ALL ITS DATA are deleted."
+        )
     } else {
         format!("{what} Its volume and ALL ITS DATA are deleted; this cannot be undone.")
     }
+}
+
+/// Where the final backup of a deleted database is kept (from the DELETE's answer).
+fn final_backup_text(accepted: &serde_json::Value) -> Option<String> {
+    let backup: Backup = serde_json::from_value(accepted.get("final_backup")?.clone()).ok()?;
+    Some(format!(
+        "final backup {} of database {} ({}) is kept at {}\n",
+        backup.id,
+        backup.database,
+        format_size(backup.size_bytes),
+        backup.path
+    ))
+}
+
+fn backup_text(project: &str, environment: &str, backup: &Backup) -> String {
+    let mut text = format!("backed up database {}\n", backup.database);
+    text.push_str(&render_fields(&[
+        ("backup", backup.id.clone()),
+        ("size", format!("{} ({} bytes)", format_size(backup.size_bytes), backup.size_bytes)),
+        ("path", backup.path.clone()),
+        ("sha256", backup.sha256.clone()),
+        ("created", format_timestamp(&backup.created_at)),
+    ]));
+    text.push_str(&format!(
+        "restore it with: berth database restore --project {project} --environment {environment} {} --backup {}\n",
+        backup.database, backup.id
+    ));
+    text
+}
+
+/// The first 12 hex digits of a SHA-256: enough to compare by eye.
+fn short_sha256(sha256: &str) -> String {
+    sha256.chars().take(12).collect()
+}
+
+fn backups_table(project: &str, environment: &str, name: &str, backups: &[Backup]) -> String {
+    if backups.is_empty() {
+        return format!(
+            "no backups of database {name} yet: take one with \
+             `berth database backup --project {project} --environment {environment} {name}`\n"
+        );
+    }
+    let mut table = Table::new(&["ID", "CREATED", "SIZE", "REASON", "SHA256"]);
+    for backup in backups {
+        table.row(vec![
+            backup.id.clone(),
+            format_timestamp(&backup.created_at),
+            format_size(backup.size_bytes),
+            backup.reason.clone(),
+            short_sha256(&backup.sha256),
+        ]);
+    }
+    table.render()
+}
+
+fn restore_question(database: &Database, backup: &Backup) -> String {
+    format!(
+        "Restore database {:?} ({} {}) of environment {:?} in project {:?} from backup {} \
+         ({}, taken {}, {})? Its current data is replaced by the backup's: what changed since \
+         then is lost. Applications keep running and see the restored data.",
+        database.name,
+        database.engine,
+        database.version,
+        database.environment,
+        database.project,
+        backup.id,
+        backup.reason,
+        format_timestamp(&backup.created_at),
+        format_size(backup.size_bytes)
+    )
+}
+
+fn cloned_text(source: &str, database: &Database) -> String {
+    let (project, environment, name) = (&database.project, &database.environment, &database.name);
+    let mut text = format!(
+        "cloned database {source} into {name} ({} {}) in environment {environment} of project {project}, with its own credentials\n",
+        database.engine, database.version
+    );
+    if let Some(prefix) = variables_prefix(database) {
+        text.push_str(&format!(
+            "applications of the environment receive {prefix}_URL, _HOST, _PORT, _USER, _PASSWORD and _NAME with their next deployment: berth deploy --project {project} --environment {environment} --wait\n"
+        ));
+    }
+    text
 }
 
 #[cfg(test)]

@@ -6,13 +6,16 @@
 //! it answers 404, showing progress, then prints `deleted <kind> <name>`.
 //!
 //! Guarantees: nothing is sent before confirmation. Caveats: when the deadline passes, the
-//! server keeps deleting in the background; the CLI says so and exits 1.
+//! server keeps deleting in the background; the CLI says so and exits 1. A DELETE with a
+//! query asks the server for work before it accepts (a database's final backup), so its
+//! answer may take as long as that work.
 
 use std::time::{Duration, Instant};
 
 use berth_api::Project;
 
 use super::{CliError, Context};
+use crate::client::LONG_REQUEST_TIMEOUT;
 use crate::progress::{DeleteProgress, ProgressStyle};
 
 const POLL_INTERVAL: Duration = Duration::from_millis(300);
@@ -27,6 +30,11 @@ pub(crate) struct Deletion {
     pub(crate) question: String,
     /// The resource's URL path (DELETE, then GET until 404).
     pub(crate) path: String,
+    /// Query of the DELETE request only, e.g. `final_backup=true`.
+    pub(crate) query: Option<&'static str>,
+    /// Text to print (table output) once the server accepted the deletion, from its
+    /// answer, e.g. where a final backup is kept.
+    pub(crate) on_accepted: Option<fn(&serde_json::Value) -> Option<String>>,
     pub(crate) confirmed: bool,
     /// The command to list what is left, for the hint when the deadline passes.
     pub(crate) list_command: String,
@@ -39,7 +47,18 @@ pub(crate) async fn delete(context: &mut Context<'_>, deletion: Deletion) -> Res
             None,
         ));
     }
-    let accepted = context.client.delete(&deletion.path).await?;
+    let accepted = match deletion.query {
+        Some(query) => {
+            let path = format!("{}?{query}", deletion.path);
+            context.client.delete_within(&path, LONG_REQUEST_TIMEOUT).await?
+        }
+        None => context.client.delete(&deletion.path).await?,
+    };
+    if let Some(text) = deletion.on_accepted.and_then(|describe| describe(&accepted)) {
+        if !context.console.is_json() {
+            context.console.print(&text)?;
+        }
+    }
     let style = if context.console.stderr_is_terminal() {
         ProgressStyle::UpdatingLine
     } else {
@@ -102,14 +121,9 @@ pub(crate) async fn delete(context: &mut Context<'_>, deletion: Deletion) -> Res
 /// Asks `question [y/N]` on a terminal; without one, refuses.
 fn confirm(context: &mut Context<'_>, question: &str) -> Result<bool, CliError> {
     if !context.console.stdin_is_terminal() {
-        return Err(CliError::failed(
-            "refusing to delete without confirmation: pass --yes",
-            Some("standard input is not a terminal, so there is no one to ask".into()),
-        ));
+        return Err(super::unconfirmed("delete"));
     }
-    context.console.eprint(&format!("{question} [y/N] "))?;
-    let answer = context.console.read_line()?.unwrap_or_default();
-    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+    Ok(super::ask(context.console, question)?)
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ pub(crate) async fn run(
                     args.name
                 ),
                 path: paths::environment(&project, &args.name)?,
+                query: None,
+                on_accepted: None,
                 confirmed: args.confirm.yes,
                 list_command: format!("berth environment list --project {project}"),
                 name: args.name,

@@ -132,6 +132,23 @@ pub(crate) fn report(console: &mut Console, error: &CliError) {
     let _ = console.eprint(&text);
 }
 
+/// Asks `question [y/N]` on stderr and reads the answer from stdin: `y` or `yes` (any case)
+/// is a yes, anything else (an empty line, end of input) a no.
+pub(crate) fn ask(console: &mut Console, question: &str) -> io::Result<bool> {
+    console.eprint(&format!("{question} [y/N] "))?;
+    let answer = console.read_line()?.unwrap_or_default();
+    Ok(matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes"))
+}
+
+/// The refusal of a destructive command (`verb`: delete, restore) that has no `--yes` and
+/// no terminal to ask on.
+pub(crate) fn unconfirmed(verb: &str) -> CliError {
+    CliError::failed(
+        format!("refusing to {verb} without confirmation: pass --yes"),
+        Some("standard input is not a terminal, so there is no one to ask".into()),
+    )
+}
+
 /// Reads a secret from stdin: the whole input when piped (one trailing newline removed),
 /// one line after a prompt on a terminal. Empty input is refused.
 pub(crate) fn read_secret(

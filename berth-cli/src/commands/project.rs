@@ -40,6 +40,8 @@ pub(crate) async fn run(
                 kind: "project",
                 question: format!("Delete project {:?} and everything in it?", args.name),
                 path: paths::project(&args.name)?,
+                query: None,
+                on_accepted: None,
                 confirmed: args.confirm.yes,
                 list_command: "berth project list".into(),
                 name: args.name,
