@@ -111,6 +111,9 @@ fn database_container(
                 "redis-server".into(),
                 "--appendonly".into(),
                 "yes".into(),
+                // Backups and clones replicate: start them at once, not after 5 s.
+                "--repl-diskless-sync-delay".into(),
+                "0".into(),
                 "--requirepass".into(),
                 credentials.password.clone(),
             ]),

@@ -116,6 +116,17 @@ fn backup_view(state: &AppState, database: &DatabaseRecord, backup: &BackupRecor
     }
 }
 
+/// Backups and restores of an external database belong to whoever runs it.
+fn refuse_external(record: &DatabaseRecord, action: &str) -> ApiResult<()> {
+    if record.spec.mode == DatabaseMode::External {
+        return Err(AppError::Invalid(format!(
+            "database {} is external: Berth does not {action} it; use the tools of the provider that runs it",
+            record.name
+        )));
+    }
+    Ok(())
+}
+
 fn backup_error(error: BackupError) -> AppError {
     match error {
         BackupError::NotRunning(_)
@@ -142,6 +153,7 @@ pub(crate) async fn create_backup(
 ) -> ApiResult<(StatusCode, Json<wire::Backup>)> {
     let (project, environment, record) = find(&state, &project, &environment, &database).await?;
     lookup::ensure_active(record.lifecycle, "the database")?;
+    refuse_external(&record, "back up")?;
     let backup = state
         .engine
         .backup_database(&project, &environment, &record, "manual")
@@ -175,6 +187,7 @@ pub(crate) async fn restore_backup(
 ) -> ApiResult<Json<wire::Backup>> {
     let (project, environment, record) = find(&state, &project, &environment, &database).await?;
     lookup::ensure_active(record.lifecycle, "the database")?;
+    refuse_external(&record, "restore")?;
     let backup = state
         .store
         .list_backups(record.id)
@@ -335,6 +348,7 @@ pub(crate) async fn delete_database(
     let (project, environment, mut record) =
         find(&state, &project, &environment, &database).await?;
     let final_backup = if query.final_backup {
+        refuse_external(&record, "back up")?;
         let backup = state
             .engine
             .backup_database(&project, &environment, &record, "final")
