@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 pub use docker::{
     docker, docker_output, labelled_objects, ContainerGuard, ImageGuard, BASE_IMAGE, DOCKER_CLI,
 };
+pub(crate) use http::parse_response;
 pub use http::HttpResponse;
 pub use process::{run_program, CliOutput};
 

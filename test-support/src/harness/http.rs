@@ -64,7 +64,8 @@ pub(crate) fn http_request(
     parse_response(&raw)
 }
 
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
+/// Parses a whole HTTP/1.1 response read until the connection closed.
+pub(crate) fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
     let end = raw
         .windows(4)
         .position(|window| window == b"\r\n\r\n")

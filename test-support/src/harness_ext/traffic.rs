@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::harness::{wait_for, HttpResponse, TestServer};
+use crate::harness::{parse_response, wait_for, HttpResponse, TestServer};
 
 /// A request through the proxy that takes longer than this counts as failed.
 const PROBE_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -190,49 +190,6 @@ pub fn http_get(
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw).map_err(|error| format!("read from {address}: {error}"))?;
     parse_response(&raw)
-}
-
-fn parse_response(raw: &[u8]) -> Result<HttpResponse, String> {
-    let end = raw
-        .windows(4)
-        .position(|window| window == b"\r\n\r\n")
-        .ok_or_else(|| format!("incomplete response: {:?}", String::from_utf8_lossy(raw)))?;
-    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-    let mut body = raw[end + 4..].to_vec();
-    let mut lines = head.lines();
-    let status = lines
-        .next()
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|code| code.parse::<u16>().ok())
-        .ok_or_else(|| format!("no status line in {head:?}"))?;
-    let chunked = lines.any(|line| {
-        line.split_once(':').is_some_and(|(name, value)| {
-            name.trim().eq_ignore_ascii_case("transfer-encoding")
-                && value.trim().eq_ignore_ascii_case("chunked")
-        })
-    });
-    if chunked {
-        body = dechunk(&body)?;
-    }
-    Ok(HttpResponse { status, body: String::from_utf8_lossy(&body).into_owned() })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut body = Vec::new();
-    loop {
-        let line_end =
-            data.windows(2).position(|window| window == b"\r\n").ok_or("truncated chunked body")?;
-        let size_text = String::from_utf8_lossy(&data[..line_end]);
-        let size_text = size_text.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|error| format!("bad chunk size {size_text:?}: {error}"))?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(body);
-        }
-        body.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
-        data = data.get(size + 2..).unwrap_or_default();
-    }
 }
 
 /// The value of the first `name: value` line of `body`.
