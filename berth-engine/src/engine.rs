@@ -331,13 +331,14 @@ impl Engine {
                 .and_then(|s| s.git_commit),
             None => None,
         };
+        let names = self.serving_instances(application).await?;
+        let expected = names.len();
         let mut instances = Vec::new();
-        for name in self.serving_instances(application).await? {
+        for name in names {
             if let Some(state) = self.adapters.runtime.inspect_container(&name).await? {
                 instances.push(state);
             }
         }
-        let expected = self.serving_instances(application).await?.len();
         let unhealthy: Vec<String> = {
             let health = self.health.lock().map(|h| h.clone()).unwrap_or_default();
             let threshold = application.spec.health_check.failure_threshold;

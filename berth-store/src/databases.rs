@@ -32,17 +32,7 @@ impl Store {
         spec: &DatabaseSpec,
         credentials_ciphertext: &[u8],
     ) -> Result<DatabaseRecord, StoreError> {
-        let taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM applications WHERE environment_id = ? AND name = ?")
-                .bind(environment.to_string())
-                .bind(name.as_str())
-                .fetch_optional(self.pool())
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "an application named \"{name}\" exists in this environment; services share one namespace, choose another name"
-            )));
-        }
+        self.ensure_service_name_free(environment, name, ServiceTable::Applications).await?;
         let record = DatabaseRecord {
             id: berth_domain::DatabaseId::new_random(),
             environment_id: environment,
@@ -125,5 +115,44 @@ impl Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+}
+
+/// The other kind of service whose names a new service must not take.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum ServiceTable {
+    Applications,
+    Databases,
+}
+
+impl Store {
+    /// Applications and databases of an environment share one namespace (both become host
+    /// names on its network): refuses `name` when the other kind already uses it.
+    pub(crate) async fn ensure_service_name_free(
+        &self,
+        environment: EnvironmentId,
+        name: &ResourceName,
+        other: ServiceTable,
+    ) -> Result<(), StoreError> {
+        let (query, kind) = match other {
+            ServiceTable::Applications => (
+                "SELECT id FROM applications WHERE environment_id = ? AND name = ?",
+                "an application",
+            ),
+            ServiceTable::Databases => {
+                ("SELECT id FROM databases WHERE environment_id = ? AND name = ?", "a database")
+            }
+        };
+        let taken: Option<String> = sqlx::query_scalar(query)
+            .bind(environment.to_string())
+            .bind(name.as_str())
+            .fetch_optional(self.pool())
+            .await?;
+        match taken {
+            Some(_) => Err(StoreError::Conflict(format!(
+                "{kind} named \"{name}\" exists in this environment; services share one namespace, choose another name"
+            ))),
+            None => Ok(()),
+        }
     }
 }

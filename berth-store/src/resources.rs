@@ -365,17 +365,8 @@ impl Store {
         spec: &ApplicationSpec,
         credential_ciphertext: Option<&[u8]>,
     ) -> Result<ApplicationRecord, StoreError> {
-        let taken: Option<String> =
-            sqlx::query_scalar("SELECT id FROM databases WHERE environment_id = ? AND name = ?")
-                .bind(environment.to_string())
-                .bind(name.as_str())
-                .fetch_optional(self.pool())
-                .await?;
-        if taken.is_some() {
-            return Err(StoreError::Conflict(format!(
-                "a database named \"{name}\" exists in this environment; services share one namespace, choose another name"
-            )));
-        }
+        self.ensure_service_name_free(environment, name, crate::databases::ServiceTable::Databases)
+            .await?;
         let now = now_rfc3339();
         let record = ApplicationRecord {
             id: ApplicationId::new_random(),
