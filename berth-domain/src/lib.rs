@@ -5,6 +5,7 @@
 
 pub mod database;
 pub mod deployment;
+pub mod git_events;
 pub mod health;
 pub mod ids;
 pub mod labels;
