@@ -117,11 +117,13 @@ impl DockerEngine {
         let started = std::time::Instant::now();
         let checkout_dir = request.checkout_dir.clone();
         let dockerfile_owned = dockerfile.to_owned();
+        let image_labels = request.labels.clone();
         let archived = tokio::task::spawn_blocking(move || {
             context::archive(&ContextSource {
                 checkout_dir: &checkout_dir,
                 context_dir: &context_dir,
                 dockerfile: &dockerfile_owned,
+                image_labels: &image_labels,
             })
         })
         .await
@@ -130,6 +132,10 @@ impl DockerEngine {
             ContextError::OutsideCheckout(_) => BuildError::Failed {
                 step: "sending the build context".to_owned(),
                 message: format!("the root path {root} leads outside the repository"),
+            },
+            error @ ContextError::DockerfileOutsideCheckout(_) => BuildError::Failed {
+                step: "sending the build context".to_owned(),
+                message: error.to_string(),
             },
             ContextError::Io(error) => BuildError::Engine(format!(
                 "cannot read the build context {root} in the checkout: {error}"
@@ -143,10 +149,10 @@ impl DockerEngine {
         ));
 
         let options = BuildImageOptions {
-            dockerfile: dockerfile.to_owned(),
+            // The labels are in the generated Dockerfile (see `context`).
+            dockerfile: context::GENERATED_DOCKERFILE.to_owned(),
             t: request.tag.clone(),
             buildargs: to_hash_map(&request.build_args),
-            labels: to_hash_map(&request.labels),
             rm: true,
             forcerm: true,
             pull: false,

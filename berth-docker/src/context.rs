@@ -17,11 +17,22 @@
 //! and `.dockerignore` are always sent. Not supported: the BuildKit-only per-Dockerfile
 //! ignore files (`Dockerfile.dockerignore`).
 //!
+//! The image's labels are written into the archive as one `LABEL` line appended to a copy
+//! of the Dockerfile ([`GENERATED_DOCKERFILE`]) instead of being passed as build options:
+//! the legacy builder turns each label option into a step of its own, and one step is
+//! measurably faster than three.
+//!
 //! The archive is built in memory because bollard 0.18 takes the build body as one buffer.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+
+/// The name, at the root of the archived context, of the Dockerfile the engine builds:
+/// the repository's Dockerfile plus the image's labels. A repository file of the same name
+/// is left out of the archive.
+pub(crate) const GENERATED_DOCKERFILE: &str = ".berth-build.Dockerfile";
 
 /// Where the context lies and which Dockerfile it builds.
 pub(crate) struct ContextSource<'a> {
@@ -29,6 +40,8 @@ pub(crate) struct ContextSource<'a> {
     pub(crate) context_dir: &'a Path,
     /// Relative to the context, `/`-separated.
     pub(crate) dockerfile: &'a str,
+    /// Labels the built image carries.
+    pub(crate) image_labels: &'a BTreeMap<String, String>,
 }
 
 /// The archived context.
@@ -41,6 +54,8 @@ pub(crate) struct ArchivedContext {
 pub(crate) enum ContextError {
     #[error("the build context {0} resolves outside the repository")]
     OutsideCheckout(String),
+    #[error("the Dockerfile {0} is a link leading outside the repository")]
+    DockerfileOutsideCheckout(String),
     #[error("cannot read the build context: {0}")]
     Io(#[from] io::Error),
 }
@@ -56,6 +71,11 @@ pub(crate) fn archive(source: &ContextSource<'_>) -> Result<ArchivedContext, Con
         Err(error) if error.kind() == io::ErrorKind::NotFound => IgnoreRules::default(),
         Err(error) => return Err(error.into()),
     };
+    let dockerfile = context.join(clean(source.dockerfile)).canonicalize()?;
+    if !dockerfile.starts_with(&checkout) {
+        return Err(ContextError::DockerfileOutsideCheckout(source.dockerfile.to_owned()));
+    }
+    let generated = labelled_dockerfile(&fs::read_to_string(&dockerfile)?, source.image_labels);
     let always_sent = [clean(source.dockerfile), ".dockerignore".to_owned()];
 
     let mut builder = tar::Builder::new(Vec::new());
@@ -73,6 +93,9 @@ pub(crate) fn archive(source: &ContextSource<'_>) -> Result<ArchivedContext, Con
                 tracing::warn!(path = %relative.display(), "skipping a file whose name is not UTF-8");
                 continue;
             };
+            if name == GENERATED_DOCKERFILE {
+                continue;
+            }
             let metadata = fs::symlink_metadata(child.path())?;
             let ignored = rules.is_ignored(&name) && !always_sent.contains(&name);
             if metadata.is_dir() {
@@ -89,8 +112,35 @@ pub(crate) fn archive(source: &ContextSource<'_>) -> Result<ArchivedContext, Con
             }
         }
     }
+    let mut header = tar::Header::new_gnu();
+    header.set_mode(0o644);
+    header.set_uid(0);
+    header.set_gid(0);
+    header.set_mtime(0);
+    header.set_size(generated.len() as u64);
+    builder.append_data(&mut header, GENERATED_DOCKERFILE, generated.as_bytes())?;
     let tar = builder.into_inner()?;
-    Ok(ArchivedContext { tar, entries })
+    Ok(ArchivedContext { tar, entries: entries + 1 })
+}
+
+/// The Dockerfile with one `LABEL` instruction appended, which applies to the final stage.
+/// Keys and values are double-quoted with `\` and `"` escaped; they are Berth's own label
+/// names and ids, never user input.
+fn labelled_dockerfile(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
+    let mut text = dockerfile.to_owned();
+    if labels.is_empty() {
+        return text;
+    }
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str("LABEL");
+    for (key, value) in labels {
+        let quote = |s: &str| format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""));
+        text.push_str(&format!(" {}={}", quote(key), quote(value)));
+    }
+    text.push('\n');
+    text
 }
 
 /// Appends one entry; returns false for file types a build context cannot hold.
@@ -335,6 +385,7 @@ mod tests {
             checkout_dir: root,
             context_dir: &root.join("app"),
             dockerfile: "./Dockerfile",
+            image_labels: &BTreeMap::from([("berth.project".to_owned(), "p-1".to_owned())]),
         })
         .unwrap();
         let mut names = Vec::new();
@@ -351,8 +402,17 @@ mod tests {
             ));
             assert_eq!(entry.header().uid().unwrap(), 0);
         }
-        assert_eq!(names, [".dockerignore", "Dockerfile", "main.txt", "passwd -> /etc/passwd"]);
-        assert_eq!(archived.entries, 4);
+        assert_eq!(
+            names,
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "main.txt",
+                "passwd -> /etc/passwd",
+                GENERATED_DOCKERFILE
+            ]
+        );
+        assert_eq!(archived.entries, 5);
     }
 
     #[test]
@@ -364,7 +424,40 @@ mod tests {
             checkout_dir: checkout.path(),
             context_dir: &checkout.path().join("app"),
             dockerfile: "Dockerfile",
+            image_labels: &BTreeMap::new(),
         });
         assert!(matches!(result, Err(ContextError::OutsideCheckout(_))));
+    }
+
+    #[test]
+    fn a_dockerfile_linked_out_of_the_checkout_is_refused() {
+        let checkout = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("Dockerfile"),
+            checkout.path().join("Dockerfile"),
+        )
+        .unwrap();
+        let result = archive(&ContextSource {
+            checkout_dir: checkout.path(),
+            context_dir: checkout.path(),
+            dockerfile: "Dockerfile",
+            image_labels: &BTreeMap::new(),
+        });
+        assert!(matches!(result, Err(ContextError::DockerfileOutsideCheckout(_))));
+    }
+
+    #[test]
+    fn the_labels_become_one_instruction_after_the_final_stage() {
+        let labels = BTreeMap::from([
+            ("berth.managed-by".to_owned(), "berth".to_owned()),
+            ("berth.project".to_owned(), "a\"b".to_owned()),
+        ]);
+        assert_eq!(
+            labelled_dockerfile("FROM a AS build\nFROM b\nCMD [\"x\"]", &labels),
+            "FROM a AS build\nFROM b\nCMD [\"x\"]\nLABEL \"berth.managed-by\"=\"berth\" \"berth.project\"=\"a\\\"b\"\n"
+        );
+        assert_eq!(labelled_dockerfile("FROM a\n", &BTreeMap::new()), "FROM a\n");
     }
 }
