@@ -15,7 +15,7 @@ fi
 # test fixtures), and the real servers the tests run on loopback.
 packages=(docker.io busybox-static git ca-certificates curl openssh-server openssh-client docker-registry apache2-utils)
 if [ "${BERTH_SETUP_TEST_TOOLS:-0}" = "1" ]; then
-  packages+=(wrk)
+  packages+=(wrk python3 python3-venv)
 fi
 missing=()
 for pkg in "${packages[@]}"; do
@@ -44,3 +44,18 @@ if ! "$DOCKER" version >/dev/null 2>&1; then
   fi
 fi
 log "Docker engine ready ($("$DOCKER" version --format '{{.Server.Version}}'), API $("$DOCKER" version --format '{{.Server.APIVersion}}'))"
+
+# Test tools from PyPI: moto, a local S3-compatible server that the backup-store tests
+# start on loopback. Installed into its own virtual environment; skipped when it is
+# already there and imports.
+if [ "${BERTH_SETUP_TEST_TOOLS:-0}" = "1" ]; then
+  MOTO=/opt/berth-test-tools/moto
+  if ! { [ -x "$MOTO/bin/moto_server" ] && "$MOTO/bin/python" -c 'import moto.server, boto3' 2>/dev/null; }; then
+    log "installing moto, a local S3-compatible server for the tests, into $MOTO"
+    # A half-made environment (an interrupted install) fails the check: start over.
+    rm -rf "$MOTO"
+    python3 -m venv "$MOTO"
+    "$MOTO/bin/pip" install --quiet --disable-pip-version-check 'moto[server]'
+  fi
+  log "moto ready ($("$MOTO/bin/python" -c 'import moto; print(moto.__version__)'))"
+fi

@@ -65,7 +65,7 @@ pub struct Environment {
     pub name: String,
     pub mode: String,
     pub branch: String,
-    /// `active` or `deleting`.
+    /// `active`, `stopped` or `deleting`.
     pub status: String,
     pub created_at: String,
 }
@@ -167,6 +167,16 @@ pub struct CreateApplication {
     /// Persistent volumes, kept across deployments and restarts.
     #[serde(default)]
     pub volumes: Vec<VolumeSettings>,
+    /// Applications or databases of the environment deployed before this one.
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Globs relative to the repository root (`!` excludes) whose changes redeploy it on
+    /// a push; absent means its root path.
+    #[serde(default)]
+    pub watch_paths: Vec<String>,
+    /// Whether a push to the followed branch deploys it (webhooks, polling); default true.
+    #[serde(default)]
+    pub auto_deploy: Option<bool>,
 }
 
 /// A partial update: absent fields are left unchanged.
@@ -212,6 +222,15 @@ pub struct UpdateApplication {
     /// kept until the application is deleted.
     #[serde(default)]
     pub volumes: Option<Vec<VolumeSettings>>,
+    /// Replaces the dependencies (an empty list removes them).
+    #[serde(default)]
+    pub depends_on: Option<Vec<String>>,
+    /// Replaces the watch paths (an empty list goes back to the root path).
+    #[serde(default)]
+    pub watch_paths: Option<Vec<String>>,
+    /// Whether a push to the followed branch deploys it (webhooks, polling).
+    #[serde(default)]
+    pub auto_deploy: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -250,6 +269,13 @@ pub struct Application {
     pub drain_secs: f64,
     #[serde(default)]
     pub volumes: Vec<VolumeSettings>,
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    #[serde(default)]
+    pub watch_paths: Vec<String>,
+    /// Whether a push to the followed branch deploys it (webhooks, polling).
+    #[serde(default = "default_true")]
+    pub auto_deploy: bool,
     /// Public URL through the edge proxy (absent for private applications and workers).
     pub url: Option<String>,
     /// `never_deployed`, `deploying`, `running`, `crashed`, `stopped`, `deleting`.
@@ -290,6 +316,24 @@ pub struct CreateDatabase {
     /// Container mode: storage accounted for the volume, in GB (default 1).
     #[serde(default)]
     pub storage_gb: Option<u32>,
+    /// Scheduled backups: a cron expression in UTC (5 fields, or 6 with seconds first).
+    #[serde(default)]
+    pub backup_schedule: Option<String>,
+    /// How many scheduled backups are kept (default 7).
+    #[serde(default)]
+    pub backup_retention: Option<u32>,
+}
+
+/// Changes to a database's settings; absent fields are left as they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateDatabase {
+    /// A cron expression in UTC (5 fields, or 6 with seconds first), or `none` to stop
+    /// scheduled backups.
+    #[serde(default)]
+    pub backup_schedule: Option<String>,
+    /// How many scheduled backups are kept; older ones are deleted.
+    #[serde(default)]
+    pub backup_retention: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -320,18 +364,39 @@ pub struct Database {
     /// On deletion with a final backup: where that backup file is kept.
     #[serde(default)]
     pub final_backup: Option<Backup>,
+    /// The backup schedule (cron, UTC), if any.
+    #[serde(default)]
+    pub backup_schedule: Option<String>,
+    /// How many scheduled backups are kept.
+    #[serde(default)]
+    pub backup_retention: Option<u32>,
+    /// When the next scheduled backup is due.
+    #[serde(default)]
+    pub next_backup_at: Option<String>,
+    /// Why the last scheduled backup failed (it is retried), if it did.
+    #[serde(default)]
+    pub last_backup_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Backup {
     pub id: String,
     pub database: String,
-    /// Path of the file in the server's backup store.
+    /// `postgresql`, `mariadb`, `redis`: it restores only into a database of this engine.
+    #[serde(default)]
+    pub engine: String,
+    /// Where the file is: a path in the local store, or an `s3://bucket/key` URL.
     pub path: String,
+    /// `local` or `s3`.
+    #[serde(default)]
+    pub store: String,
     pub size_bytes: u64,
     pub sha256: String,
-    /// `manual` or `final`.
+    /// What took it: `manual`, `scheduled` or `final` (before the database was deleted).
     pub reason: String,
+    /// Scheduled backups: the schedule's slot (UTC) it was taken for.
+    #[serde(default)]
+    pub scheduled_slot: Option<String>,
     pub created_at: String,
 }
 
@@ -349,6 +414,38 @@ pub struct RestoreRequest {
     /// The backup to restore (see `GET .../backups`).
     pub backup: String,
 }
+
+/// A database's connection credentials in clear (`GET .../databases/{d}/credentials`,
+/// admin tokens only): what `berth database connect` needs to run a client through its
+/// tunnel. Every other response masks the password.
+#[derive(Clone, Serialize, Deserialize, ToSchema)]
+pub struct DatabaseCredentials {
+    pub database_name: String,
+    /// `postgresql`, `mariadb`, `redis`.
+    pub engine: String,
+    /// Host and port applications of the environment use (not the tunnel's).
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    /// Database name (PostgreSQL, MariaDB) or index (Redis).
+    pub database: String,
+}
+
+impl std::fmt::Debug for DatabaseCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DatabaseCredentials")
+            .field("database_name", &self.database_name)
+            .field("engine", &self.engine)
+            .field("user", &self.user)
+            .field("password", &"********")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The `Upgrade` token of `GET .../databases/{d}/tunnel`: after `101 Switching Protocols`
+/// the connection carries the database's own protocol, byte for byte.
+pub const DATABASE_TUNNEL_PROTOCOL: &str = "berth-database-tunnel";
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Variable {
@@ -369,6 +466,40 @@ pub struct CreateDeployment {
     /// Deploy only this application; absent deploys every application of the environment.
     #[serde(default)]
     pub application: Option<String>,
+}
+
+/// What `berth deploy --dry-run` shows: the waves of a deployment and what it would do
+/// with each service. Nothing is changed by computing it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentPlan {
+    pub project: String,
+    pub environment: String,
+    /// In order; the services of one wave deploy in parallel.
+    pub waves: Vec<DeploymentPlanWave>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeploymentPlanWave {
+    /// Numbered from 1.
+    pub wave: u32,
+    pub services: Vec<PlannedService>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PlannedService {
+    pub name: String,
+    /// `database` or `application`.
+    pub kind: String,
+    /// `ensure`, `build`, `reuse`, `shared`, `image`, `skip`.
+    pub action: String,
+    /// The commit that would be built or deployed, for Git applications.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// The application whose build would be shared, for `shared`.
+    #[serde(default)]
+    pub shared_with: Option<String>,
+    /// A sentence saying what would happen.
+    pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -477,4 +608,183 @@ pub struct EnvironmentStatus {
 pub struct Health {
     pub status: String,
     pub version: String,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+// ---- environment actions, clones and previews ----
+
+/// `POST /projects/{project}/environments/{environment}/clone`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CloneEnvironmentRequest {
+    /// Name of the new environment.
+    pub name: String,
+    /// Branch the new environment follows; default the source's.
+    #[serde(default)]
+    pub branch: Option<String>,
+    /// Mode of the new environment; default the source's.
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// Copy every container database's data and every application volume.
+    #[serde(default)]
+    pub with_data: bool,
+    /// Queue a deployment of the new environment (default true).
+    #[serde(default = "default_true")]
+    pub deploy: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClonedEnvironment {
+    pub environment: Environment,
+    /// What the clone did, in order.
+    pub steps: Vec<String>,
+    /// The first deployment of the new environment, when one was queued.
+    pub deployment: Option<Deployment>,
+}
+
+/// The answer to `stop` and `start`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnvironmentActionResult {
+    pub environment: Environment,
+    /// Containers stopped or started.
+    pub containers: Vec<String>,
+    pub message: String,
+}
+
+/// `PUT /projects/{project}/environments/{environment}/previews`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct EnablePreviews {
+    /// Copy the blueprint's databases and volumes into each preview.
+    #[serde(default)]
+    pub with_data: bool,
+    /// Concurrent previews at most (default 5).
+    #[serde(default)]
+    pub max_previews: Option<u32>,
+    /// Delete a preview after this long without activity, e.g. `48h`, `30m`, `5s`
+    /// (default 48h).
+    #[serde(default)]
+    pub expire_after: Option<String>,
+    /// Give pull requests from forks a preview (they receive secrets and data).
+    #[serde(default)]
+    pub allow_forks: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewSettings {
+    pub with_data: bool,
+    pub max_previews: u32,
+    pub expire_after_seconds: u64,
+    pub allow_forks: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Preview {
+    /// The preview environment (`pr-<number>`).
+    pub environment: String,
+    pub number: u64,
+    pub head_branch: String,
+    pub head_commit: String,
+    pub from_fork: bool,
+    pub created_at: String,
+    /// Seconds since the last pull-request activity.
+    pub idle_seconds: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewRefusal {
+    pub number: u64,
+    pub head_branch: String,
+    pub reason: String,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PreviewList {
+    pub project: String,
+    /// The blueprint environment.
+    pub environment: String,
+    /// `None` when previews are disabled.
+    pub settings: Option<PreviewSettings>,
+    pub previews: Vec<Preview>,
+    /// Newest first.
+    pub refusals: Vec<PreviewRefusal>,
+}
+
+/// Where and how a Git host delivers webhooks for a project (`berth webhook show`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookSettings {
+    pub project: String,
+    /// The secret to paste into the Git host (GitHub/Gitea: "Secret"; GitLab: "Secret
+    /// token"). Only admins can read it.
+    pub secret: String,
+    /// One entry per supported host; `path` is relative to the server URL.
+    pub endpoints: Vec<WebhookEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookEndpoint {
+    /// `github`, `gitlab` or `gitea`.
+    pub provider: String,
+    /// e.g. `/api/v1/webhooks/github?project=shop`.
+    pub path: String,
+    /// The events to enable in the host.
+    pub events: String,
+}
+
+/// One webhook delivery as Berth recorded it (never the payload).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookDelivery {
+    pub id: i64,
+    pub project: String,
+    pub provider: String,
+    pub event: String,
+    /// `accepted`, `ignored` or `refused`.
+    pub verdict: String,
+    pub reason: String,
+    /// What it caused: deployments queued, environments created or deleted.
+    pub triggered: String,
+    pub received_at: String,
+}
+
+/// Berth's answer to a Git host's delivery.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WebhookAnswer {
+    /// `accepted` or `ignored`.
+    pub verdict: String,
+    /// What the delivery caused, or why nothing.
+    pub message: String,
+    /// Ids of the deployments it queued.
+    #[serde(default)]
+    pub deployments: Vec<String>,
+}
+
+/// Changes a project's Git automation; absent fields are left unchanged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
+pub struct UpdateProject {
+    /// How often to poll the followed branches: `60s`, `5m`, `90` (seconds) or `off`.
+    #[serde(default)]
+    pub poll_interval: Option<String>,
+    /// Branch glob (e.g. `feature/*`) whose pushes create environments; `off` disables.
+    #[serde(default)]
+    pub branch_environments: Option<String>,
+    /// The environment branch environments are cloned from.
+    #[serde(default)]
+    pub branch_blueprint: Option<String>,
+    /// Clone the blueprint's databases and volumes with their data.
+    #[serde(default)]
+    pub branch_environments_with_data: Option<bool>,
+}
+
+/// A project's Git automation settings.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProjectSettings {
+    pub project: String,
+    /// Seconds between polls of the followed branches; absent: no polling.
+    pub poll_interval_secs: Option<u64>,
+    pub branch_environments: Option<String>,
+    pub branch_blueprint: Option<String>,
+    #[serde(default)]
+    pub branch_environments_with_data: bool,
 }

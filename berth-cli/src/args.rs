@@ -47,9 +47,12 @@ pub enum OutputFormat {
 pub enum Command {
     /// Check a token against a server and save both in the config file.
     Login(LoginArgs),
-    /// Create, list and delete projects.
+    /// Create, list, update and delete projects.
     #[command(subcommand)]
     Project(ProjectCommand),
+    /// Show the Git webhook URLs and secret of a project, rotate it, list deliveries.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
     /// Create, list and delete environments of a project.
     #[command(subcommand, visible_alias = "env")]
     Environment(EnvironmentCommand),
@@ -75,6 +78,13 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a one-off command in a new container of an application's current image.
     Exec(ExecArgs),
+    /// Create or update a project from a spec file (berth.toml), printing the diff first.
+    Apply(ApplyArgs),
+    /// Write the spec file (berth.toml) of an existing project.
+    Export(ExportArgs),
+    /// Convert another tool's configuration into a spec file.
+    #[command(subcommand)]
+    Import(ImportCommand),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -93,6 +103,52 @@ pub enum ProjectCommand {
     List,
     /// Delete a project with all its environments and applications.
     Delete(DeleteProjectArgs),
+    /// Change a project's Git automation: polling, branch environments.
+    Update(UpdateProjectArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpdateProjectArgs {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+    /// Poll the branches auto-deploying applications follow, for repositories that cannot
+    /// send webhooks: `60s`, `5m`, `90` (seconds) or `off`.
+    #[arg(long, value_name = "INTERVAL|off")]
+    pub poll_interval: Option<String>,
+    /// Create an environment for each pushed branch matching this glob (e.g. 'feature/*'),
+    /// deleted with the branch; `off` stops creating them.
+    #[arg(long, value_name = "GLOB|off")]
+    pub branch_environments: Option<String>,
+    /// The environment branch environments are cloned from.
+    #[arg(long, value_name = "ENVIRONMENT")]
+    pub branch_blueprint: Option<String>,
+    /// Clone the blueprint's databases and volumes with their data.
+    #[arg(long, conflicts_with = "branch_environments_without_data")]
+    pub branch_environments_with_data: bool,
+    /// Clone only the blueprint's configuration (the default).
+    #[arg(long)]
+    pub branch_environments_without_data: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum WebhookCommand {
+    /// Print the webhook URLs for GitHub, GitLab and Gitea, and the secret (admin only).
+    Show(ProjectArg),
+    /// Replace the webhook secret; deliveries signed with the old one are refused.
+    Rotate(ProjectArg),
+    /// List the deliveries received for a project: verdict, reason, what they caused.
+    Deliveries(WebhookDeliveriesArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct WebhookDeliveriesArgs {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+    /// How many deliveries, newest first.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=500))]
+    pub limit: u32,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -138,8 +194,90 @@ pub enum EnvironmentCommand {
     Create(CreateEnvironmentArgs),
     /// List the environments of a project.
     List(ProjectArg),
-    /// Delete an environment with all its applications.
+    /// Delete an environment with everything labelled for it (containers, networks,
+    /// volumes, images no longer used).
     Delete(DeleteEnvironmentArgs),
+    /// Stop every container of an environment; data and volumes are kept.
+    Stop(EnvironmentNameArgs),
+    /// Start a stopped environment again (health-checked, routes restored).
+    Start(EnvironmentNameArgs),
+    /// Deploy the environment's current configuration again.
+    Redeploy(RedeployEnvironmentArgs),
+    /// Copy an environment's configuration (and with --with-data its data) into a new one.
+    Clone(CloneEnvironmentArgs),
+    /// Preview environments of pull requests, cloned from this environment.
+    #[command(subcommand)]
+    Preview(PreviewCommand),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvironmentNameArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// Environment name.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RedeployEnvironmentArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentNameArgs,
+    /// Wait for the deployment to finish, showing progress; exit 1 if it fails.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CloneEnvironmentArgs {
+    #[command(flatten)]
+    pub project: ProjectArg,
+    /// The environment to copy.
+    pub source: String,
+    /// Name of the new environment.
+    pub new: String,
+    /// Branch the new environment follows [default: the source's].
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// production, staging, development or preview [default: the source's].
+    #[arg(long)]
+    pub mode: Option<String>,
+    /// Also copy every container database's data and every application volume.
+    #[arg(long)]
+    pub with_data: bool,
+    /// Do not deploy the new environment.
+    #[arg(long)]
+    pub no_deploy: bool,
+    /// Return once the clone exists, without waiting for its deployment.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum PreviewCommand {
+    /// Give each pull request opened against this environment's branch a preview.
+    Enable(EnablePreviewArgs),
+    /// Stop creating previews (existing ones stay until closed or expired).
+    Disable(EnvironmentNameArgs),
+    /// Show the settings, active previews and refused pull requests.
+    List(EnvironmentNameArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnablePreviewArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentNameArgs,
+    /// Copy this environment's databases and volumes into each preview.
+    #[arg(long)]
+    pub with_data: bool,
+    /// Concurrent previews at most [default: 5].
+    #[arg(long)]
+    pub max_previews: Option<u32>,
+    /// Delete a preview after this long without activity, e.g. 48h, 30m, 5s [default: 48h].
+    #[arg(long)]
+    pub expire_after: Option<String>,
+    /// Give pull requests from forks a preview too (they receive secrets and data).
+    #[arg(long)]
+    pub allow_forks: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -161,6 +299,9 @@ pub struct DeleteEnvironmentArgs {
     #[command(flatten)]
     pub project: ProjectArg,
     pub name: String,
+    /// Back up every container database first; nothing is deleted if a backup fails.
+    #[arg(long)]
+    pub final_backup: bool,
     #[command(flatten)]
     pub confirm: ConfirmArgs,
 }
@@ -282,6 +423,26 @@ pub struct RuntimeArgs {
     /// Size in GB accounted for the volumes given with --volume (default 1).
     #[arg(long, value_name = "GB", requires = "volumes")]
     pub size: Option<u32>,
+    /// Whether a push to the followed branch deploys the application (Git webhooks and
+    /// polling); default true.
+    #[arg(long, value_name = "true|false")]
+    pub auto_deploy: Option<bool>,
+    /// Applications or databases of the environment deployed before this one,
+    /// comma-separated (on update, replaces the list; "" removes it).
+    #[arg(long, value_name = "NAME[,NAME]")]
+    pub depends_on: Option<String>,
+    /// Globs relative to the repository root whose changes redeploy the application on a
+    /// push, comma-separated; `!` excludes, e.g. 'services/api/**,!**/*.md' [default: its
+    /// root path] (on update, "" goes back to the default).
+    #[arg(long, value_name = "GLOB[,GLOB]")]
+    pub watch_paths: Option<String>,
+}
+
+impl RuntimeArgs {
+    /// A comma-separated option as a list ("" is the empty list).
+    pub(crate) fn list(value: Option<&String>) -> Option<Vec<String>> {
+        value.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+    }
 }
 
 impl RuntimeArgs {
@@ -466,8 +627,36 @@ pub enum DatabaseCommand {
     Backups(DatabaseNameArgs),
     /// Replace a database's data with a backup's (asks for confirmation).
     Restore(RestoreDatabaseArgs),
+    /// Change a database's backup schedule and retention.
+    Update(UpdateDatabaseArgs),
+    /// Delete one backup from the backup store (asks for confirmation).
+    BackupDelete(BackupDeleteArgs),
     /// Copy a database with its data into a new database with its own credentials.
     Clone(CloneDatabaseArgs),
+    /// Open a tunnel to a database through the API on 127.0.0.1 and run its client
+    /// (psql, mariadb, redis-cli) through it, or print how to connect.
+    Connect(ConnectDatabaseArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ConnectDatabaseArgs {
+    #[command(flatten)]
+    pub environment: EnvironmentArgs,
+    /// Database name.
+    pub name: String,
+    /// Local port of the tunnel on 127.0.0.1 (default: a free port).
+    #[arg(long, value_name = "PORT")]
+    pub local_port: Option<u16>,
+    /// Do not run a client: print the connection details and keep the tunnel open until
+    /// Ctrl-C.
+    #[arg(long)]
+    pub no_client: bool,
+    /// Print the password with the connection details.
+    #[arg(long)]
+    pub show_password: bool,
+    /// Arguments passed to the client after `--` (e.g. `-- -c 'select 1'` for psql).
+    #[arg(last = true, value_name = "CLIENT_ARGS")]
+    pub client_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -509,6 +698,37 @@ pub struct CreateDatabaseArgs {
     /// Container mode: storage accounted for the volume, in GB [default: 1].
     #[arg(long, value_name = "GB", value_parser = clap::value_parser!(u32).range(1..=16_384))]
     pub storage: Option<u32>,
+    /// Take a backup on this schedule: a cron expression in UTC, e.g. "0 3 * * *" (5
+    /// fields, or 6 with seconds first).
+    #[arg(long, value_name = "CRON")]
+    pub backup_schedule: Option<String>,
+    /// Keep this many scheduled backups (the newest) [default: 7].
+    #[arg(long, value_name = "N")]
+    pub backup_retention: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpdateDatabaseArgs {
+    #[command(flatten)]
+    pub database: DatabaseNameArgs,
+    /// A cron expression in UTC, e.g. "0 3 * * *" (5 fields, or 6 with seconds first), or
+    /// `none` to stop scheduled backups.
+    #[arg(long, value_name = "CRON|none")]
+    pub backup_schedule: Option<String>,
+    /// Keep this many scheduled backups (the newest); older ones are deleted now.
+    #[arg(long, value_name = "N")]
+    pub backup_retention: Option<u32>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupDeleteArgs {
+    #[command(flatten)]
+    pub database: DatabaseNameArgs,
+    /// The backup to delete (an ID from `berth database backups`).
+    #[arg(value_name = "BACKUP_ID")]
+    pub backup: String,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -558,6 +778,10 @@ pub struct DeployArgs {
     /// Wait for the deployment to finish, showing progress; exit 1 if it fails.
     #[arg(long, short = 'w')]
     pub wait: bool,
+    /// Print the plan (waves, and per application build, reuse, shared build or skip)
+    /// without deploying anything.
+    #[arg(long, conflicts_with = "wait")]
+    pub dry_run: bool,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -658,3 +882,67 @@ fn parse_cpu(raw: &str) -> Result<f64, String> {
 #[cfg(test)]
 #[path = "args_tests.rs"]
 mod tests;
+
+#[derive(Debug, Clone, Args)]
+pub struct ApplyArgs {
+    /// The spec file (see docs/spec.md).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: PathBuf,
+    /// Print the diff only; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also delete what exists on the server but not in the file (listed first).
+    #[arg(long)]
+    pub prune: bool,
+    /// Deploy (and wait for) every environment the apply changed.
+    #[arg(long)]
+    pub deploy: bool,
+    /// Do not ask before the deletions of --prune.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Project name.
+    #[arg(long, short = 'p')]
+    pub project: String,
+    /// Write the spec to this file instead of standard output.
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ImportCommand {
+    /// Convert a docker-compose.yml into a spec file (printed, or written with -f).
+    Compose(ImportComposeArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ImportComposeArgs {
+    /// The compose file.
+    #[arg(value_name = "COMPOSE_FILE")]
+    pub compose_file: PathBuf,
+    /// Write the spec to this file instead of standard output (an existing file is kept
+    /// unless --force).
+    #[arg(long, short = 'f', value_name = "FILE")]
+    pub file: Option<PathBuf>,
+    /// Overwrite the file given with -f.
+    #[arg(long)]
+    pub force: bool,
+    /// Project name [default: the compose file's `name`, else its directory's name].
+    #[arg(long, short = 'p')]
+    pub project: Option<String>,
+    /// Environment the services go to.
+    #[arg(long, short = 'e', default_value = "production")]
+    pub environment: String,
+    /// Repository of the services with `build` [default: the local Git repository that
+    /// holds the compose file, which needs a server started with
+    /// --allow-local-repositories].
+    #[arg(long, value_name = "URL")]
+    pub git: Option<String>,
+    /// Branch the environment follows [default: the local repository's current branch,
+    /// else main].
+    #[arg(long)]
+    pub branch: Option<String>,
+}

@@ -91,6 +91,11 @@ impl ApiClient {
         Ok(ApiClient { http, base, token })
     }
 
+    /// The server's URL (e.g. to print the webhook URLs a Git host should call).
+    pub(crate) fn base_url(&self) -> &str {
+        self.base.as_str()
+    }
+
     pub(crate) async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
         self.call(Method::GET, path, None::<&()>).await
     }
@@ -231,6 +236,40 @@ impl ApiClient {
             parser: SseParser::default(),
             pending: VecDeque::new(),
         })
+    }
+
+    /// Opens an HTTP/1.1 upgrade (`GET path`, `Upgrade: protocol`) and returns the raw
+    /// connection once the server answered `101 Switching Protocols` (the database tunnel).
+    /// Any other answer is the usual [`ClientError`].
+    pub(crate) async fn upgrade(
+        &self,
+        path: &str,
+        protocol: &'static str,
+    ) -> Result<reqwest::Upgraded, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let request = self
+            .http
+            .get(url)
+            .bearer_auth(&self.token)
+            .header(reqwest::header::CONNECTION, "Upgrade")
+            .header(reqwest::header::UPGRADE, protocol)
+            .send();
+        // The deadline covers the answer only: a request timeout would also bound the
+        // upgraded connection's lifetime.
+        let response = match tokio::time::timeout(REQUEST_TIMEOUT, request).await {
+            Ok(sent) => sent.map_err(|error| self.transport(error, REQUEST_TIMEOUT))?,
+            Err(_) => {
+                return Err(ClientError::Timeout {
+                    url: self.base.to_string(),
+                    seconds: REQUEST_TIMEOUT.as_secs(),
+                })
+            }
+        };
+        let status = response.status();
+        if status != StatusCode::SWITCHING_PROTOCOLS {
+            return Err(self.error_from(Method::GET, path, status, response, None).await);
+        }
+        response.upgrade().await.map_err(|error| ClientError::Transport { detail: error_chain(&error) })
     }
 
     async fn send<B: Serialize>(

@@ -27,6 +27,7 @@ mod dotenv;
 mod output;
 mod paths;
 mod progress;
+mod spec;
 mod sse;
 #[cfg(test)]
 mod test_server;
@@ -34,6 +35,7 @@ mod test_server;
 use std::process::ExitCode;
 
 pub use args::{
+    ApplyArgs, ExportArgs, ImportComposeArgs, ImportCommand,
     AliasVariableArgs, ApplicationCommand, ApplicationNameArgs, Cli, CloneDatabaseArgs, Command,
     ConfirmArgs, CreateApplicationArgs, CreateDatabaseArgs, CreateEnvironmentArgs, DatabaseCommand,
     DatabaseNameArgs, DeleteApplicationArgs, DeleteDatabaseArgs, DeleteEnvironmentArgs,

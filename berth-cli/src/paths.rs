@@ -87,6 +87,20 @@ pub(crate) fn database_backups(
     Ok(format!("{}/backups", self::database(project, environment, database)?))
 }
 
+/// `.../databases/{database}/backups/{backup}` (DELETE removes it).
+pub(crate) fn database_backup(
+    project: &str,
+    environment: &str,
+    database: &str,
+    backup: &str,
+) -> Result<String, InvalidName> {
+    Ok(format!(
+        "{}/{}",
+        database_backups(project, environment, database)?,
+        segment("backup", backup)?
+    ))
+}
+
 pub(crate) fn database_restore(
     project: &str,
     environment: &str,
@@ -131,6 +145,21 @@ pub(crate) fn deployment_history(
     let base = environment_deployments(project, environment)?;
     match application {
         // A segment's encoding is also a valid query value (`&`, `=`, `+` are encoded).
+        Some(application) => {
+            Ok(format!("{base}?application={}", segment("application", application)?))
+        }
+        None => Ok(base),
+    }
+}
+
+/// The dry-run plan of a deployment of an environment, or of one of its applications.
+pub(crate) fn deployment_plan(
+    project: &str,
+    environment: &str,
+    application: Option<&str>,
+) -> Result<String, InvalidName> {
+    let base = format!("{}/deployment-plan", self::environment(project, environment)?);
+    match application {
         Some(application) => {
             Ok(format!("{base}?application={}", segment("application", application)?))
         }

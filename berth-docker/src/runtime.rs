@@ -271,6 +271,39 @@ impl Runtime for DockerEngine {
         self.force_remove(name_or_id).await
     }
 
+    async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let operation = format!("stopping container {name}");
+        check_object_name(&operation, name)?;
+        if !self.present_and_owned(ObjectKind::Container, name, &operation).await? {
+            return Ok(());
+        }
+        let seconds = grace.as_secs() + u64::from(grace.subsec_nanos() > 0);
+        let docker = self.docker.clone().with_timeout(grace + STOP_REQUEST_MARGIN);
+        let stop = StopContainerOptions { t: seconds.try_into().unwrap_or(i64::MAX) };
+        match docker.stop_container(name, Some(stop)).await {
+            // bollard maps 304 (already stopped) to success.
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => Ok(()),
+            Err(error) => Err(runtime_error(operation, &error)),
+        }
+    }
+
+    async fn resume_container(&self, name: &str) -> Result<(), RuntimeError> {
+        let operation = format!("starting container {name}");
+        check_object_name(&operation, name)?;
+        if !self.present_and_owned(ObjectKind::Container, name, &operation).await? {
+            return Err(RuntimeError::NotFound(format!("container {name}")));
+        }
+        // bollard maps 304 (already running) to success.
+        match self.docker.start_container::<String>(name, None).await {
+            Ok(()) => Ok(()),
+            Err(error) if is_not_found(&error) => {
+                Err(RuntimeError::NotFound(format!("container {name}")))
+            }
+            Err(error) => Err(runtime_error(operation, &error)),
+        }
+    }
+
     async fn set_restart_on_failure(&self, name: &str, enabled: bool) -> Result<(), RuntimeError> {
         self.update_restart_policy(name, enabled).await
     }

@@ -128,6 +128,15 @@ pub struct ApplicationSpec {
     /// Persistent named volumes, kept across deployments and restarts.
     #[serde(default)]
     pub volumes: Vec<ApplicationVolume>,
+    /// Applications or databases of the environment deployed before this one.
+    #[serde(default)]
+    pub depends_on: Vec<ResourceName>,
+    /// Which changed files redeploy it on a push (monorepos); empty means its root path.
+    #[serde(default)]
+    pub watch_paths: Vec<crate::watch::WatchPattern>,
+    /// Whether a push to the followed branch (webhook or polling) deploys the application.
+    #[serde(default = "auto_deploy_on")]
+    pub auto_deploy: bool,
 }
 
 /// A persistent volume of an application, mounted at `path` in every instance.
@@ -167,6 +176,10 @@ impl ApplicationVolume {
         }
         Ok(Self { name, path: path.trim_end_matches('/').to_owned(), size_gb })
     }
+}
+
+fn auto_deploy_on() -> bool {
+    true
 }
 
 fn one_instance() -> u16 {

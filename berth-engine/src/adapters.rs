@@ -94,6 +94,27 @@ pub trait Source: Send + Sync {
         checkout_dir: &Path,
         log: &dyn LogSink,
     ) -> Result<FetchedSource, SourceError>;
+
+    /// The commit at the head of `request.branch`, fetching nothing (dry runs, polling).
+    async fn head_commit(
+        &self,
+        request: &FetchRequest,
+        log: &dyn LogSink,
+    ) -> Result<String, SourceError>;
+
+    /// The files (paths relative to the repository root) that differ between
+    /// `from_commit` and `to_commit` in a checkout made by `fetch` (which holds
+    /// `to_commit`); the old commit is fetched first when the checkout lacks it. `None`
+    /// when the remote no longer knows `from_commit` (e.g. after a force push): the caller
+    /// treats everything as changed.
+    async fn changed_files(
+        &self,
+        request: &FetchRequest,
+        checkout_dir: &Path,
+        from_commit: &str,
+        to_commit: &str,
+        log: &dyn LogSink,
+    ) -> Result<Option<Vec<String>>, SourceError>;
 }
 
 #[derive(Debug, Clone)]
@@ -243,6 +264,15 @@ pub trait Runtime: Send + Sync {
     /// Stops (SIGTERM, then SIGKILL after `grace`) and removes a container; absent is success.
     async fn remove_container(&self, name_or_id: &str, grace: Duration)
         -> Result<(), RuntimeError>;
+
+    /// Stops a container (SIGTERM, then SIGKILL after `grace`) and keeps it with its
+    /// volumes, for `berth environment stop`; Docker does not restart a container stopped
+    /// this way (policy `unless-stopped`). Absent is success.
+    async fn stop_container(&self, name: &str, grace: Duration) -> Result<(), RuntimeError>;
+
+    /// Starts a stopped container again with its settings and volumes (its port may be
+    /// published at another host port); running is success.
+    async fn resume_container(&self, name: &str) -> Result<(), RuntimeError>;
 
     /// Makes Docker restart the container when it exits (with its own growing backoff),
     /// or stops it doing so. Applied once an instance serves traffic: during a rollout a

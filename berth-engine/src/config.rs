@@ -44,6 +44,8 @@ pub struct EngineConfig {
     pub deadlines: StepDeadlines,
     /// How many deployments run at once (each in a different environment).
     pub max_parallel_deployments: usize,
+    /// How many independent applications of one deployment deploy at once.
+    pub deploy_concurrency: usize,
     /// Images of this many most recent successful deployments per application are kept
     /// (for redeploys and rollbacks); older ones are pruned.
     pub keep_successful_images: u32,

@@ -32,6 +32,10 @@ pub struct Adapters {
     pub builder: Arc<dyn Builder>,
     pub runtime: Arc<dyn Runtime>,
     pub router: Arc<dyn Router>,
+    /// Checks an external database's credentials before it is recorded.
+    pub database_verifier: Arc<dyn crate::database_access::DatabaseVerifier>,
+    /// Where database backups are kept (a local directory, or an S3-compatible store).
+    pub backup_store: Arc<dyn crate::backup_store::BackupStore>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,9 @@ impl Engine {
             tracing::error!(%error, "could not recover interrupted deployments");
         }
         tokio::spawn(Arc::clone(&self).monitor(shutdown.clone()));
+        tokio::spawn(Arc::clone(&self).backup_scheduler(shutdown.clone()));
+        tokio::spawn(Arc::clone(&self).preview_expiry(shutdown.clone()));
+        tokio::spawn(Arc::clone(&self).poll_git_heads(shutdown.clone()));
         let mut last_reconcile: Option<tokio::time::Instant> = None;
         let mut woken = true;
         loop {

@@ -3,20 +3,30 @@
 //! It knows no adapter library (bollard, kube, git): only the traits.
 
 pub mod adapters;
+pub mod backup_schedule;
+pub mod backup_store;
 pub mod backups;
 pub mod config;
+pub mod database_access;
 mod databases;
+mod dry_run;
 mod engine;
+pub mod environments;
+pub mod git_dispatch;
 mod exec;
 mod executor;
 mod logsink;
 mod monitor;
 pub mod naming;
+mod prepare;
+pub mod previews;
 mod probe;
 mod reconcile;
+mod rollout;
 mod routes;
 pub mod secrets;
 mod snapshot;
 
+pub use dry_run::PlanError;
 pub use engine::{Adapters, Engine, EngineError, ObservedApplication};
 pub use exec::{ExecError, EXEC_TIMEOUT};

@@ -187,6 +187,107 @@ impl Source for GitCli {
         checkout.keep();
         Ok(FetchedSource { commit })
     }
+
+    async fn head_commit(
+        &self,
+        request: &FetchRequest,
+        log: &dyn LogSink,
+    ) -> Result<String, SourceError> {
+        self.ls_remote_head(request, log).await
+    }
+
+    /// `git cat-file -e` for the old commit; when the (shallow) checkout lacks it, `git
+    /// fetch --depth=1 <commit>` (protocol v2 serves any reachable commit), else `git
+    /// fetch --unshallow` of the branch; then `git diff --name-only --no-renames -z`
+    /// written to a private file (no quoting, no truncated output).
+    async fn changed_files(
+        &self,
+        request: &FetchRequest,
+        checkout_dir: &Path,
+        from_commit: &str,
+        to_commit: &str,
+        log: &dyn LogSink,
+    ) -> Result<Option<Vec<String>>, SourceError> {
+        for commit in [from_commit, to_commit] {
+            if !is_commit_id(commit) {
+                return Err(SourceError::Refused(format!(
+                    "{commit:?} is not a full commit id; cannot compare commits"
+                )));
+            }
+        }
+        let checked = check_request(request)?;
+        let deadline = Deadline::start(request.timeout);
+        self.ensure_supported_git().await?;
+        let session = self.session(&checked, request)?;
+        let run = GitRun { session: &session, checked: &checked, request, deadline };
+        let wanted = format!("{from_commit}^{{commit}}");
+        let cat_file = ["cat-file", "-e", wanted.as_str()].map(OsStr::new);
+        if !run.run(&cat_file, checkout_dir, None).await?.success() {
+            log.line(&format!("Fetching commit {from_commit} to compare with"));
+            let by_id = [
+                "fetch",
+                "--depth=1",
+                "--no-tags",
+                "--no-recurse-submodules",
+                "--",
+                checked.url.as_str(),
+                from_commit,
+            ]
+            .map(OsStr::new);
+            let fetched = run.run(&by_id, checkout_dir, Some(log)).await?;
+            if !fetched.success() {
+                log.line("the server does not serve commits by id; fetching the branch history");
+                let refspec = format!("refs/heads/{}", checked.branch);
+                let history = [
+                    "fetch",
+                    "--unshallow",
+                    "--no-tags",
+                    "--no-recurse-submodules",
+                    "--",
+                    checked.url.as_str(),
+                    refspec.as_str(),
+                ]
+                .map(OsStr::new);
+                run.remote(&history, checkout_dir, Some(log)).await?;
+            }
+            if !run.run(&cat_file, checkout_dir, None).await?.success() {
+                log.line(&format!(
+                    "commit {from_commit} is no longer in {}; treating every file as changed",
+                    checked.url
+                ));
+                return Ok(None);
+            }
+        }
+        let output_file = session.temp_dir().join("changed-files");
+        let output_arg = format!("--output={}", output_file.display());
+        let diff = [
+            "diff",
+            "--name-only",
+            "--no-renames",
+            "-z",
+            output_arg.as_str(),
+            from_commit,
+            to_commit,
+            "--",
+        ]
+        .map(OsStr::new);
+        run.local("diff", &diff, checkout_dir, None).await?;
+        let bytes = tokio::fs::read(&output_file).await.map_err(|error| {
+            SourceError::Git(format!("cannot read the list of changed files: {error}"))
+        })?;
+        let files: Vec<String> = bytes
+            .split(|byte| *byte == 0)
+            .filter(|name| !name.is_empty())
+            .map(|name| String::from_utf8_lossy(name).into_owned())
+            .collect();
+        log.line(&format!(
+            "{} file(s) changed between {} and {}",
+            files.len(),
+            &from_commit[..12],
+            &to_commit[..12]
+        ));
+        Ok(Some(files))
+    }
 }
 
 /// One request's git invocations: shared session, deadline and error mapping.

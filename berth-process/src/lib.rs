@@ -8,6 +8,7 @@
 //! [`spawn_detached`].
 
 mod detached;
+mod interactive;
 mod redact;
 mod run;
 
@@ -17,6 +18,7 @@ use std::process::ExitStatus;
 use std::time::Duration;
 
 pub use detached::{is_alive, spawn_detached, terminate_group};
+pub use interactive::run_interactive;
 pub use redact::{redact, REDACTION_MASK};
 pub use run::run;
 
@@ -138,9 +140,20 @@ impl ProcessSpec {
         display_os(&self.program)
     }
 
-    /// The base command, shared by [`run`] and [`spawn_detached`]: arguments, environment
-    /// and working directory. The only `Command::new` in Berth.
+    /// The base command, shared by [`run`] and [`spawn_detached`]: arguments, environment,
+    /// working directory, its own process group and a null stdin.
     fn command(&self) -> std::process::Command {
+        let mut command = self.plain_command();
+        // Its own process group: a timeout kills git and everything git started (ssh,
+        // remote helpers), and a Ctrl-C aimed at the server's group does not reach it.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        command.stdin(std::process::Stdio::null());
+        command
+    }
+
+    /// Arguments, environment and working directory only (what [`run_interactive`] adds
+    /// nothing to). The only `Command::new` in Berth.
+    fn plain_command(&self) -> std::process::Command {
         // The single sanctioned call site: clippy.toml bans `Command::new` elsewhere so
         // that every subprocess goes through this crate's timeout, redaction and
         // argument-vector rules.
@@ -167,10 +180,6 @@ impl ProcessSpec {
         if let Some(dir) = &self.cwd {
             command.current_dir(dir);
         }
-        // Its own process group: a timeout kills git and everything git started (ssh,
-        // remote helpers), and a Ctrl-C aimed at the server's group does not reach it.
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        command.stdin(std::process::Stdio::null());
         command
     }
 }

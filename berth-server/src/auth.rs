@@ -15,6 +15,8 @@ use crate::state::AppState;
 #[derive(Debug, Clone)]
 pub(crate) struct Caller {
     pub(crate) token_name: String,
+    /// The token's role (`admin` for the bootstrap token); some endpoints need `admin`.
+    pub(crate) role: String,
 }
 
 pub(crate) fn token_digest(token: &str) -> String {
@@ -43,7 +45,7 @@ pub(crate) async fn require_token(
     let record = state.store.find_api_token(&token_digest(token)).await?;
     match record {
         Some(record) if record.organization_id == state.organization => {
-            request.extensions_mut().insert(Caller { token_name: record.name });
+            request.extensions_mut().insert(Caller { token_name: record.name, role: record.role });
             Ok(next.run(request).await)
         }
         _ => Err(AppError::Unauthorized(

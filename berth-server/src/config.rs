@@ -91,6 +91,11 @@ pub struct ServerArgs {
     #[arg(long, env = "BERTH_KEEP_IMAGES", default_value_t = 5)]
     pub keep_images: u32,
 
+    /// How many independent applications of one deployment deploy at once (applications
+    /// that depend on others always wait for them).
+    #[arg(long, env = "BERTH_DEPLOY_CONCURRENCY", default_value_t = 2)]
+    pub deploy_concurrency: usize,
+
     /// Test hook: pause the engine when a deployment reaches this step (clone, build,
     /// release, start, health, route, retire), writing `<data-dir>/paused-at-<step>`.
     #[arg(long, env = "BERTH_TEST_PAUSE_AT", hide = true)]
@@ -99,6 +104,86 @@ pub struct ServerArgs {
     /// Do not start a `berth proxy` process (for tests that run their own).
     #[arg(long, env = "BERTH_NO_PROXY", hide = true)]
     pub no_proxy: bool,
+
+    /// Where database backups are kept: `local` (`<data-dir>/backups`) or `s3` (an
+    /// S3-compatible bucket, see the --s3-* options).
+    #[arg(long, env = "BERTH_BACKUP_STORE", default_value = "local", value_parser = ["local", "s3"])]
+    pub backup_store: String,
+
+    /// S3 store: the endpoint URL, e.g. https://s3.eu-west-1.amazonaws.com or
+    /// http://127.0.0.1:9000 (path-style requests).
+    #[arg(long, env = "BERTH_S3_ENDPOINT", value_name = "URL")]
+    pub s3_endpoint: Option<String>,
+
+    /// S3 store: the bucket (it must exist).
+    #[arg(long, env = "BERTH_S3_BUCKET", value_name = "BUCKET")]
+    pub s3_bucket: Option<String>,
+
+    /// S3 store: a prefix for every object key, e.g. `berth/`.
+    #[arg(long, env = "BERTH_S3_PREFIX", value_name = "PREFIX", default_value = "")]
+    pub s3_prefix: String,
+
+    /// S3 store: the region the requests are signed for.
+    #[arg(long, env = "BERTH_S3_REGION", value_name = "REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// S3 store: the access key id (prefer the environment variable).
+    #[arg(long, env = "BERTH_S3_ACCESS_KEY_ID", value_name = "ID", hide_env_values = true)]
+    pub s3_access_key_id: Option<String>,
+
+    /// S3 store: the secret access key (prefer the environment variable: a flag shows in
+    /// the process list).
+    #[arg(long, env = "BERTH_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
+    pub s3_secret_access_key: Option<String>,
+}
+
+/// Where backups are kept, validated.
+#[derive(Clone)]
+pub enum BackupStoreSettings {
+    Local,
+    S3(berth_s3::S3Settings),
+}
+
+impl std::fmt::Debug for BackupStoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Local => f.write_str("Local"),
+            // S3Settings' Debug leaves the credentials out.
+            Self::S3(settings) => write!(f, "S3({settings:?})"),
+        }
+    }
+}
+
+impl ServerArgs {
+    fn backup_store_settings(&self) -> Result<BackupStoreSettings, String> {
+        if self.backup_store == "local" {
+            return Ok(BackupStoreSettings::Local);
+        }
+        let required = |value: &Option<String>, flag: &str, variable: &str| {
+            value
+                .clone()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| format!("--backup-store s3 needs {flag} (or {variable})"))
+        };
+        let prefix = match self.s3_prefix.trim_matches('/') {
+            "" => String::new(),
+            prefix => format!("{prefix}/"),
+        };
+        Ok(BackupStoreSettings::S3(berth_s3::S3Settings {
+            endpoint: required(&self.s3_endpoint, "--s3-endpoint URL", "BERTH_S3_ENDPOINT")?,
+            bucket: required(&self.s3_bucket, "--s3-bucket BUCKET", "BERTH_S3_BUCKET")?,
+            prefix,
+            region: self.s3_region.clone(),
+            credentials: berth_s3::Credentials::new(
+                required(&self.s3_access_key_id, "an access key id", "BERTH_S3_ACCESS_KEY_ID")?,
+                required(
+                    &self.s3_secret_access_key,
+                    "a secret access key",
+                    "BERTH_S3_SECRET_ACCESS_KEY",
+                )?,
+            ),
+        }))
+    }
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -146,12 +231,15 @@ pub struct ServerSettings {
     pub clone_timeout: Duration,
     pub start_timeout: Duration,
     pub keep_images: u32,
+    pub deploy_concurrency: usize,
     pub pause_at: Option<berth_domain::deployment::StepName>,
     pub start_proxy: bool,
+    pub backup_store: BackupStoreSettings,
 }
 
 impl ServerArgs {
     pub fn validate(self) -> Result<ServerSettings, String> {
+        let backup_store = self.backup_store_settings()?;
         let data_dir = self.data_dir.unwrap_or_else(default_data_dir);
         let base_domain =
             Hostname::parse(&self.base_domain).map_err(|e| format!("--base-domain: {e}"))?;
@@ -170,12 +258,16 @@ impl ServerArgs {
                 "--keep-images must be at least 1 (the serving image is always kept)".into()
             );
         }
+        if !(1..=32).contains(&self.deploy_concurrency) {
+            return Err("--deploy-concurrency must be between 1 and 32".into());
+        }
         let pause_at = self
             .test_pause_at
             .as_deref()
             .map(|step| step.parse().map_err(|_| format!("--test-pause-at: unknown step {step:?}")))
             .transpose()?;
         Ok(ServerSettings {
+            backup_store,
             master_key_file: self.master_key_file.unwrap_or_else(|| data_dir.join("master.key")),
             data_dir,
             listen: self.listen,
@@ -189,6 +281,7 @@ impl ServerArgs {
             clone_timeout: Duration::from_secs(self.clone_timeout_secs),
             start_timeout: Duration::from_secs(self.start_timeout_secs),
             keep_images: self.keep_images,
+            deploy_concurrency: self.deploy_concurrency,
             pause_at,
             start_proxy: !self.no_proxy,
         })

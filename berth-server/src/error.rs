@@ -10,6 +10,7 @@ use berth_api::{ErrorBody, ErrorDetail};
 #[derive(Debug)]
 pub(crate) enum AppError {
     Unauthorized(String),
+    Forbidden(String),
     NotFound(String),
     Conflict(String),
     Invalid(String),
@@ -23,6 +24,7 @@ impl AppError {
     fn parts(&self) -> (StatusCode, &'static str, &str) {
         match self {
             Self::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            Self::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             Self::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             Self::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             Self::Invalid(m) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_input", m),

@@ -3,6 +3,7 @@
 
 pub mod api;
 mod auth;
+mod backup_store;
 mod bootstrap;
 pub mod config;
 mod error;

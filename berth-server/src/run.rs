@@ -42,6 +42,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         builder: docker.clone(),
         runtime: docker,
         router: Arc::new(proxy_supervisor::ProxyRouter::new(&data_dir)),
+        database_verifier: Arc::new(berth_database_check::NetworkDatabaseVerifier),
+        backup_store: crate::backup_store::backup_store(&settings, &data_dir).await?,
     };
     let engine_config = EngineConfig {
         data_dir: data_dir.clone(),
@@ -56,6 +58,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
             ..StepDeadlines::default()
         },
         max_parallel_deployments: 4,
+        deploy_concurrency: settings.deploy_concurrency,
         keep_successful_images: settings.keep_images,
         pause_at: settings.pause_at,
     };

@@ -8,7 +8,7 @@ use sqlx::Row;
 use crate::records::{parse_id, parse_name};
 use crate::{now_rfc3339, DatabaseRecord, Lifecycle, Store, StoreError};
 
-fn database_from_row(row: &SqliteRow) -> Result<DatabaseRecord, StoreError> {
+pub(crate) fn database_from_row(row: &SqliteRow) -> Result<DatabaseRecord, StoreError> {
     let spec_json: &str = row.try_get("spec_json")?;
     Ok(DatabaseRecord {
         id: parse_id("database id", row.try_get("id")?)?,

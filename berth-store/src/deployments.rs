@@ -80,6 +80,18 @@ impl Store {
             rollback_of,
         };
         let mut tx = self.pool().begin().await?;
+        // A stopped environment runs nothing until `berth environment start` (every way
+        // of deploying goes through here: the API, webhooks, redeploys, rollbacks).
+        let stopped: Option<(String, bool)> =
+            sqlx::query_as("SELECT name, stopped FROM environments WHERE id = ?")
+                .bind(environment.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if let Some((name, true)) = stopped {
+            return Err(StoreError::Conflict(format!(
+                "environment {name} is stopped; start it with `berth environment start {name}` before deploying"
+            )));
+        }
         sqlx::query(
             "UPDATE deployments SET status = 'superseded', finished_at = ? WHERE environment_id = ? AND status = 'queued' AND (? IS NULL OR application_id = ?)",
         )

@@ -7,10 +7,12 @@ mod backups;
 mod databases;
 mod deployments;
 mod error;
+mod previews;
 mod records;
 mod resources;
 mod time_format;
 mod variables;
+mod webhooks;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -19,9 +21,12 @@ use std::time::Duration;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 
+pub use backups::NewBackup;
 pub use error::StoreError;
+pub use previews::{now_unix_seconds, PreviewRecord, PreviewRefusalRecord, PreviewSettingsRecord};
 pub use records::*;
 pub use time_format::{millis_between, now_rfc3339};
+pub use webhooks::{NewWebhookDelivery, ProjectGitSettings, WebhookDeliveryRecord};
 
 /// A handle on the store; cheap to clone.
 #[derive(Clone)]

@@ -69,6 +69,9 @@ pub struct EnvironmentRecord {
     pub mode: EnvironmentMode,
     pub branch: BranchName,
     pub lifecycle: Lifecycle,
+    /// Stopped by `berth environment stop`: containers stopped, data kept, deployments
+    /// refused until it is started.
+    pub stopped: bool,
     pub created_at: String,
 }
 
@@ -148,14 +151,36 @@ pub struct DatabaseRecord {
 #[derive(Debug, Clone)]
 pub struct BackupRecord {
     pub id: berth_domain::BackupId,
+    /// The database it was taken of; the record outlives it.
     pub database_id: berth_domain::DatabaseId,
+    pub environment_id: EnvironmentId,
+    pub database_name: ResourceName,
+    pub engine: berth_domain::database::DatabaseEngine,
     /// File name inside the database's folder of the backup store.
     pub file_name: String,
+    /// The backup store holding the file: `local` or `s3`.
+    pub store: String,
     pub size_bytes: u64,
     pub sha256: String,
-    /// `manual` or `final` (taken before the database was deleted).
+    /// `manual`, `scheduled` or `final` (taken before the database was deleted).
     pub reason: String,
+    /// Scheduled backups: the schedule slot it was taken for.
+    pub scheduled_slot: Option<String>,
     pub created_at: String,
+}
+
+/// A database's backup schedule and retention.
+#[derive(Debug, Clone)]
+pub struct BackupScheduleRecord {
+    pub database_id: berth_domain::DatabaseId,
+    /// Cron expression; `None`: no scheduled backups (the retention still applies).
+    pub cron: Option<String>,
+    /// How many scheduled backups are kept.
+    pub retention: u32,
+    /// The last slot handled; the next run is the first slot after it.
+    pub last_slot: String,
+    pub last_error: Option<String>,
+    pub last_attempt_at: Option<String>,
 }
 
 #[derive(Debug, Clone)]

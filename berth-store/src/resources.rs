@@ -35,6 +35,7 @@ fn environment_from_row(row: &SqliteRow) -> Result<EnvironmentRecord, StoreError
         mode: mode.parse().map_err(|e| StoreError::corrupt("environment mode", e))?,
         branch: BranchName::parse(branch).map_err(|e| StoreError::corrupt("branch", e))?,
         lifecycle: Lifecycle::parse(row.try_get("status")?)?,
+        stopped: row.try_get("stopped")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -259,6 +260,7 @@ impl Store {
             mode,
             branch: branch.clone(),
             lifecycle: Lifecycle::Active,
+            stopped: false,
             created_at: now_rfc3339(),
         };
         sqlx::query(

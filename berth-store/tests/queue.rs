@@ -29,6 +29,9 @@ fn spec() -> ApplicationSpec {
         release_command: None,
         drain_ms: DEFAULT_DRAIN_MS,
         volumes: Vec::new(),
+        depends_on: Vec::new(),
+        watch_paths: Vec::new(),
+        auto_deploy: true,
     }
 }
 

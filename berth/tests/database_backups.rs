@@ -6,8 +6,9 @@
 //!    own client inside the container.
 //! 2. `database backup`: the file is at the path printed, 0600, of the size and SHA-256
 //!    recorded; `database backups` lists it.
-//! 3. The data is dropped; `restore` without `--yes` (no terminal) is refused and changes
-//!    nothing; `restore --yes` brings the data back exactly.
+//! 3. The data is dropped and a table (key) created after the backup; `restore` without
+//!    `--yes` (no terminal) is refused and changes nothing; `restore --yes` brings the data
+//!    back exactly, and the table (key) created since is gone.
 //! 4. A damaged backup (one byte flipped in the file at the printed path): the restore is
 //!    refused with the checksum message and the data is untouched.
 //! 5. `database clone`: the copy runs with its own volume and a different password, holds
@@ -16,6 +17,9 @@
 //! 6. `database delete --final-backup --yes`: the final backup file stays at the path the
 //!    answer gives, with its recorded checksum; the container and the volume are gone; the
 //!    clone keeps running with its data.
+//! 7. The backup records outlive the database: `database backups main` still lists both;
+//!    a new `main` of another engine refuses them (PostgreSQL's test); a new `main` of the
+//!    same engine restores the final backup, holding exactly the deleted database's data.
 //!
 //! Every test has its own server and a unique project name, so the three run in parallel;
 //! waits are on conditions with deadlines, and the server's drop removes what is left.
@@ -235,6 +239,42 @@ impl Engine {
         }
     }
 
+    /// Creates a table (a key for Redis) that is not in any backup.
+    #[track_caller]
+    fn create_later(self, db: &Db) {
+        match self {
+            Engine::Postgresql => {
+                psql(&db.container, &db.user, &db.database, "CREATE TABLE later (x integer)");
+            }
+            Engine::Mariadb => {
+                mariadb(&db.container, &db.user, &db.database, "CREATE TABLE later (x INT)");
+            }
+            Engine::Redis => assert_eq!(redis_cli(&db.container, &["SET", "later", "1"]), "OK"),
+        }
+        assert!(self.has_later(db), "the later table (key) exists");
+    }
+
+    /// Whether the table (key) of `create_later` exists.
+    #[track_caller]
+    fn has_later(self, db: &Db) -> bool {
+        let count = match self {
+            Engine::Postgresql => psql(
+                &db.container,
+                &db.user,
+                &db.database,
+                "SELECT count(*) FROM pg_tables WHERE tablename = 'later'",
+            ),
+            Engine::Mariadb => mariadb(
+                &db.container,
+                &db.user,
+                &db.database,
+                "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = DATABASE() AND table_name = 'later'",
+            ),
+            Engine::Redis => redis_cli(&db.container, &["EXISTS", "later"]),
+        };
+        count == "1"
+    }
+
     /// Whether the row (key) marked `tag` is there.
     #[track_caller]
     fn has(self, db: &Db, tag: &str) -> bool {
@@ -350,6 +390,7 @@ fn backup_restore_clone_and_final_backup(engine: Engine, prefix: &str) {
     // 3. Data dropped; a restore without --yes and without a terminal changes nothing; with
     //    --yes the data is back, exactly.
     engine.wipe(&source);
+    engine.create_later(&source);
     let wiped = engine.fingerprint(&source);
     assert_ne!(wiped, original);
     let refused = env
@@ -369,6 +410,7 @@ fn backup_restore_clone_and_final_backup(engine: Engine, prefix: &str) {
         "{restored}"
     );
     assert_eq!(engine.fingerprint(&source), original, "the restore brought the data back");
+    assert!(!engine.has_later(&source), "what was created after the backup is gone");
 
     // 4. A damaged backup is refused before anything is touched.
     engine.write(&source, "after-restore");
@@ -428,6 +470,7 @@ fn backup_restore_clone_and_final_backup(engine: Engine, prefix: &str) {
     }
 
     // 6. Deleting with a final backup: the file stays, the container and volume go.
+    let final_data = engine.fingerprint(&source);
     let deleted = server
         .cli_within(
             DELETE_DEADLINE,
@@ -458,6 +501,38 @@ fn backup_restore_clone_and_final_backup(engine: Engine, prefix: &str) {
     // The clone lives on with its own data.
     assert!(container_running(&clone.container));
     assert_eq!(engine.fingerprint(&clone), clone_data);
+
+    // 7. The records outlive the database: still listed, and restorable into a new
+    //    database of the same name and engine.
+    let listed = env.database_json(&server, "backups", &["main"]);
+    let listed_ids: Vec<&str> =
+        listed.as_array().expect("a list").iter().filter_map(|b| b["id"].as_str()).collect();
+    assert_eq!(listed_ids, [final_id.as_str(), backup_id.as_str()], "newest first: {listed:#}");
+    if engine == Engine::Postgresql {
+        // Another engine under the same name: the backups are refused, clearly.
+        env.database_json(&server, "create", &["main", "--engine", "redis"]);
+        let refused = env
+            .cli(&server, &["database", "restore"], &["main", "--backup", &final_id, "--yes"])
+            .expect_failure();
+        assert!(
+            refused
+                .stderr
+                .contains("was taken of a postgresql database; it cannot be restored into redis"),
+            "{refused}"
+        );
+        env.cli(&server, &["database", "delete"], &["main", "--yes"]).expect_success();
+        test_support::harness::wait_until(DELETE_DEADLINE, "the redis main is deleted", || {
+            !env.cli(&server, &["database", "show"], &["main"]).status.success()
+        });
+    }
+    let again = env.database_json(&server, "create", &["main", "--engine", engine.name()]);
+    env.cli(&server, &["deploy"], &["--wait"]).expect_success();
+    let recreated = env.db(ENVIRONMENT, &again);
+    assert!(container_running(&recreated.container));
+    assert_ne!(engine.fingerprint(&recreated), final_data, "the new database starts empty");
+    env.cli(&server, &["database", "restore"], &["main", "--backup", &final_id, "--yes"])
+        .expect_success();
+    assert_eq!(engine.fingerprint(&recreated), final_data, "the deleted database's data is back");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use berth_api::{
 use super::delete::{delete, Deletion};
 use super::{read_secret, CliError, Context};
 use crate::args::{
-    ApplicationCommand, CreateApplicationArgs, GitSourceArgs, UpdateApplicationArgs,
+    ApplicationCommand, CreateApplicationArgs, GitSourceArgs, RuntimeArgs, UpdateApplicationArgs,
 };
 use crate::client::Fetched;
 use crate::output::{format_timestamp, or_dash, render_fields, Table};
@@ -189,6 +189,9 @@ pub(crate) fn create_request(
         release_command: args.runtime.release_command.clone(),
         drain_secs: args.runtime.drain,
         volumes: args.runtime.volume_settings(),
+        auto_deploy: args.runtime.auto_deploy,
+        depends_on: RuntimeArgs::list(args.runtime.depends_on.as_ref()).unwrap_or_default(),
+        watch_paths: RuntimeArgs::list(args.runtime.watch_paths.as_ref()).unwrap_or_default(),
     }
 }
 
@@ -257,6 +260,9 @@ pub(crate) fn update_request(
         drain_secs: args.runtime.drain,
         clear_release_command: args.no_release_command,
         volumes: (!args.runtime.volumes.is_empty()).then(|| args.runtime.volume_settings()),
+        auto_deploy: args.runtime.auto_deploy,
+        depends_on: RuntimeArgs::list(args.runtime.depends_on.as_ref()),
+        watch_paths: RuntimeArgs::list(args.runtime.watch_paths.as_ref()),
     };
     let nothing = update.git.is_none()
         && update.image.is_none()
@@ -273,6 +279,9 @@ pub(crate) fn update_request(
         && update.release_command.is_none()
         && update.drain_secs.is_none()
         && update.volumes.is_none()
+        && update.auto_deploy.is_none()
+        && update.depends_on.is_none()
+        && update.watch_paths.is_none()
         && !update.clear_release_command;
     if nothing {
         return Err(CliError::failed(
@@ -281,6 +290,14 @@ pub(crate) fn update_request(
         ));
     }
     Ok(update)
+}
+
+fn list_or_dash(values: &[String]) -> String {
+    if values.is_empty() {
+        "-".to_owned()
+    } else {
+        values.join(", ")
+    }
 }
 
 fn source_summary(application: &Application) -> String {
@@ -408,6 +425,8 @@ fn application_fields(application: &Application) -> String {
                 shown.join(", ")
             },
         ),
+        ("depends on", list_or_dash(&application.depends_on)),
+        ("watch paths", list_or_dash(&application.watch_paths)),
         ("deployment", or_dash(application.current_deployment.as_ref())),
         ("created", format_timestamp(&application.created_at)),
         ("updated", format_timestamp(&application.updated_at)),

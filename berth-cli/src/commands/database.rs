@@ -1,5 +1,5 @@
-//! `berth database create|list|show|delete|backup|backups|restore|clone --project P
-//! --environment E NAME`.
+//! `berth database create|list|show|update|delete|backup|backups|backup-delete|restore|clone
+//! --project P --environment E NAME`.
 //!
 //! Expected flow: `create` sends the engine, the version, the mode and either the storage
 //! (container mode) or the server's URL (external mode); the server validates everything
@@ -13,7 +13,10 @@
 //! --backup ID` replaces the database's data with a backup's (the server verifies the
 //! checksum first); `clone SOURCE NEW [--to-environment ENV]` makes a new, started
 //! database with its own credentials holding a consistent copy of the source's data.
-//! These requests last as long as the work (minutes for a large database), so they get a
+//! `create --backup-schedule CRON` and `update --backup-schedule CRON|none
+//! --backup-retention N` set scheduled backups (the server validates the expression);
+//! `backup-delete NAME BACKUP_ID` removes one backup (asks first), also one of a deleted
+//! database. These requests last as long as the work (minutes for a large database), so they get a
 //! long deadline instead of the usual minute.
 //!
 //! Guarantees: the external URL (it holds a password) is only sent, never printed: the
@@ -25,11 +28,14 @@
 //! that a restore replaces; an external server is not touched. With `--yes`, `restore`
 //! still announces on stderr what it replaces.
 
-use berth_api::{Backup, CloneDatabase, CreateDatabase, Database, RestoreRequest};
+use berth_api::{Backup, CloneDatabase, CreateDatabase, Database, RestoreRequest, UpdateDatabase};
 
 use super::delete::{delete, Deletion};
 use super::{ask, read_secret, unconfirmed, CliError, Context};
-use crate::args::{CloneDatabaseArgs, CreateDatabaseArgs, DatabaseCommand, RestoreDatabaseArgs};
+use crate::args::{
+    BackupDeleteArgs, CloneDatabaseArgs, CreateDatabaseArgs, DatabaseCommand, RestoreDatabaseArgs,
+    UpdateDatabaseArgs,
+};
 use crate::client::{Fetched, LONG_REQUEST_TIMEOUT};
 use crate::output::{format_size, format_timestamp, or_dash, render_fields, Table};
 use crate::paths;
@@ -133,7 +139,10 @@ pub(crate) async fn run(
             }
         }
         DatabaseCommand::Restore(args) => restore(context, args).await?,
+        DatabaseCommand::Update(args) => update(context, args).await?,
+        DatabaseCommand::BackupDelete(args) => backup_delete(context, args).await?,
         DatabaseCommand::Clone(args) => clone(context, args).await?,
+        DatabaseCommand::Connect(args) => super::database_connect::run(context, args).await?,
     }
     Ok(())
 }
@@ -231,7 +240,76 @@ pub(crate) fn create_request(args: &CreateDatabaseArgs, url: Option<String>) -> 
         mode,
         url,
         storage_gb: args.storage,
+        backup_schedule: args.backup_schedule.clone(),
+        backup_retention: args.backup_retention,
     }
+}
+
+/// `update`: changes the backup schedule and retention.
+async fn update(context: &mut Context<'_>, args: UpdateDatabaseArgs) -> Result<(), CliError> {
+    let target = &args.database;
+    let (project, environment) = (&target.environment.project, &target.environment.environment);
+    if args.backup_schedule.is_none() && args.backup_retention.is_none() {
+        return Err(CliError::failed(
+            "nothing to change".to_owned(),
+            Some("give --backup-schedule CRON|none and/or --backup-retention N".into()),
+        ));
+    }
+    let path = paths::database(project, environment, &target.name)?;
+    let body = UpdateDatabase {
+        backup_schedule: args.backup_schedule.clone(),
+        backup_retention: args.backup_retention,
+    };
+    let updated: Fetched<Database> = context.client.patch(&path, &body).await?;
+    if context.console.is_json() {
+        context.console.print_json(&updated.raw)?;
+    } else {
+        let database = &updated.value;
+        let schedule = match (&database.backup_schedule, &database.next_backup_at) {
+            (Some(cron), Some(next)) => {
+                format!("backups on schedule {cron:?} (UTC), next at {}", format_timestamp(next))
+            }
+            (Some(cron), None) => format!("backups on schedule {cron:?} (UTC)"),
+            (None, _) => "no scheduled backups".to_owned(),
+        };
+        context.console.println(&format!(
+            "updated database {}: {schedule}; the newest {} scheduled backups are kept",
+            database.name,
+            database.backup_retention.unwrap_or_default()
+        ))?;
+    }
+    Ok(())
+}
+
+/// `backup-delete`: removes one backup from the store (asks first).
+async fn backup_delete(context: &mut Context<'_>, args: BackupDeleteArgs) -> Result<(), CliError> {
+    let target = &args.database;
+    let (project, environment) = (&target.environment.project, &target.environment.environment);
+    let path = paths::database_backup(project, environment, &target.name, &args.backup)?;
+    if !args.confirm.yes {
+        if !context.console.stdin_is_terminal() {
+            return Err(unconfirmed("delete a backup"));
+        }
+        let question = format!(
+            "Delete backup {} of database {:?} of environment {environment:?} in project {project:?}? Its file is deleted from the backup store; it can no longer be restored.",
+            args.backup, target.name
+        );
+        if !ask(context.console, &question)? {
+            return Err(CliError::failed(
+                format!("cancelled: backup {} was not deleted", args.backup),
+                None,
+            ));
+        }
+    }
+    let deleted = context.client.delete(&path).await?;
+    if context.console.is_json() {
+        context.console.print_json(&deleted)?;
+    } else {
+        context
+            .console
+            .println(&format!("deleted backup {} of database {}", args.backup, target.name))?;
+    }
+    Ok(())
 }
 
 /// `BERTH_DATABASE_MAIN`: the prefix of the database's variables (from the names the
@@ -314,6 +392,17 @@ fn database_fields(database: &Database) -> String {
         ("database", database.database.clone()),
         ("url", database.url.clone()),
         ("variables", database.variables.join(", ")),
+        ("backup schedule", or_dash(database.backup_schedule.clone())),
+        ("next backup", or_dash(database.next_backup_at.as_deref().map(format_timestamp))),
+        ("last backup error", or_dash(database.last_backup_error.clone())),
+        (
+            "backups kept",
+            or_dash(
+                database
+                    .backup_retention
+                    .map(|n| format!("{n} scheduled (manual ones until deleted)")),
+            ),
+        ),
         ("id", database.id.clone()),
         ("created", format_timestamp(&database.created_at)),
     ]);
@@ -378,13 +467,14 @@ fn backups_table(project: &str, environment: &str, name: &str, backups: &[Backup
              `berth database backup --project {project} --environment {environment} {name}`\n"
         );
     }
-    let mut table = Table::new(&["ID", "CREATED", "SIZE", "REASON", "SHA256"]);
+    let mut table = Table::new(&["ID", "CREATED", "SIZE", "TRIGGER", "STORE", "SHA256"]);
     for backup in backups {
         table.row(vec![
             backup.id.clone(),
             format_timestamp(&backup.created_at),
             format_size(backup.size_bytes),
             backup.reason.clone(),
+            backup.store.clone(),
             short_sha256(&backup.sha256),
         ]);
     }

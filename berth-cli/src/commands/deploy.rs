@@ -13,13 +13,13 @@
 
 use std::time::{Duration, Instant};
 
-use berth_api::{CreateDeployment, Deployment, EnvironmentStatus, LogLine};
+use berth_api::{CreateDeployment, Deployment, DeploymentPlan, EnvironmentStatus, LogLine};
 
 use super::logs::log_line_text;
 use super::{CliError, Context};
 use crate::args::DeployArgs;
 use crate::client::Fetched;
-use crate::output::{elapsed_ms, format_duration_ms};
+use crate::output::{elapsed_ms, format_duration_ms, Table};
 use crate::paths;
 use crate::progress::{DeployProgress, ProgressStyle};
 
@@ -31,11 +31,39 @@ const FAILURE_LOG_LINES: usize = 20;
 
 pub(crate) async fn run(context: &mut Context<'_>, args: DeployArgs) -> Result<(), CliError> {
     let (project, environment) = (&args.environment.project, &args.environment.environment);
+    if args.dry_run {
+        let path = paths::deployment_plan(project, environment, args.application.as_deref())?;
+        let plan: Fetched<DeploymentPlan> = context.client.get(&path).await?;
+        if context.console.is_json() {
+            context.console.print_json(&plan.raw)?;
+        } else {
+            context.console.print(&plan_table(&plan.value))?;
+            context.console.println("dry run: nothing was deployed")?;
+        }
+        return Ok(());
+    }
     let body = CreateDeployment { application: args.application.clone() };
     let started = Instant::now();
     let path = paths::environment_deployments(project, environment)?;
     let created: Fetched<Deployment> = context.client.post(&path, &body).await?;
     follow(context, created, args.wait, started).await
+}
+
+/// The dry-run plan as a table: one row per service, waves in order.
+pub(crate) fn plan_table(plan: &DeploymentPlan) -> String {
+    let mut table = Table::new(&["WAVE", "SERVICE", "KIND", "ACTION", "DETAIL"]);
+    for wave in &plan.waves {
+        for service in &wave.services {
+            table.row(vec![
+                wave.wave.to_string(),
+                service.name.clone(),
+                service.kind.clone(),
+                service.action.clone(),
+                service.detail.clone(),
+            ]);
+        }
+    }
+    table.render()
 }
 
 /// What `deploy` and `rollback` do with the deployment they just queued: print its id, or

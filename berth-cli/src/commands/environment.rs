@@ -1,11 +1,22 @@
-//! `berth environment create|list|delete --project P`.
+//! `berth environment create|list|delete|stop|start|redeploy|clone --project P`, and
+//! `preview` (in `preview.rs`).
+//!
+//! `delete` asks for confirmation (or `--yes`; no terminal and no `--yes`: refused, nothing
+//! sent) and waits until everything labelled for the environment is gone. `clone` is one
+//! long request (with `--with-data` it copies every database and volume), then follows the
+//! new environment's first deployment like `deploy --wait`.
 
-use berth_api::{CreateEnvironment, Environment};
+use std::time::Instant;
+
+use berth_api::{
+    CloneEnvironmentRequest, ClonedEnvironment, CreateEnvironment, Deployment, Environment,
+    EnvironmentActionResult,
+};
 
 use super::delete::{delete, Deletion};
 use super::{CliError, Context};
-use crate::args::EnvironmentCommand;
-use crate::client::Fetched;
+use crate::args::{CloneEnvironmentArgs, EnvironmentCommand};
+use crate::client::{Fetched, LONG_REQUEST_TIMEOUT};
 use crate::output::{format_timestamp, Table};
 use crate::paths;
 
@@ -52,7 +63,7 @@ pub(crate) async fn run(
                     args.name
                 ),
                 path: paths::environment(&project, &args.name)?,
-                query: None,
+                query: args.final_backup.then_some("final_backup=true"),
                 on_accepted: None,
                 confirmed: args.confirm.yes,
                 list_command: format!("berth environment list --project {project}"),
@@ -60,8 +71,99 @@ pub(crate) async fn run(
             };
             delete(context, deletion).await?;
         }
+        EnvironmentCommand::Stop(args) => {
+            let path = format!("{}/stop", paths::environment(&args.project.project, &args.name)?);
+            action(context, &path).await?;
+        }
+        EnvironmentCommand::Start(args) => {
+            let path = format!("{}/start", paths::environment(&args.project.project, &args.name)?);
+            action(context, &path).await?;
+        }
+        EnvironmentCommand::Redeploy(args) => {
+            let environment = &args.environment;
+            let path = format!(
+                "{}/redeploy",
+                paths::environment(&environment.project.project, &environment.name)?
+            );
+            let started = Instant::now();
+            let created: Fetched<Deployment> = context.client.post_empty(&path).await?;
+            super::deploy::follow(context, created, args.wait, started).await?;
+        }
+        EnvironmentCommand::Clone(args) => clone(context, args).await?,
+        EnvironmentCommand::Preview(command) => super::preview::run(context, command).await?,
     }
     Ok(())
+}
+
+/// `stop` and `start`: one request that returns once every container stopped or started.
+async fn action(context: &mut Context<'_>, path: &str) -> Result<(), CliError> {
+    let result: Fetched<EnvironmentActionResult> =
+        context.client.post_within(path, None::<&()>, LONG_REQUEST_TIMEOUT).await?;
+    if context.console.is_json() {
+        context.console.print_json(&result.raw)?;
+    } else {
+        context.console.println(&result.value.message)?;
+    }
+    Ok(())
+}
+
+async fn clone(context: &mut Context<'_>, args: CloneEnvironmentArgs) -> Result<(), CliError> {
+    let project = &args.project.project;
+    let path = format!("{}/clone", paths::environment(project, &args.source)?);
+    let body = CloneEnvironmentRequest {
+        name: args.new.clone(),
+        branch: args.branch.clone(),
+        mode: args.mode.clone(),
+        with_data: args.with_data,
+        deploy: !args.no_deploy,
+    };
+    let started = Instant::now();
+    if !context.console.is_json() {
+        let data = if args.with_data {
+            " with its data (every database and volume is copied; this can take a while)"
+        } else {
+            ""
+        };
+        context.console.eprint(&format!("cloning {} into {}{data}...\n", args.source, args.new))?;
+    }
+    let cloned: Fetched<ClonedEnvironment> =
+        context.client.post_within(&path, Some(&body), LONG_REQUEST_TIMEOUT).await?;
+    if context.console.is_json() && (args.no_wait || cloned.value.deployment.is_none()) {
+        context.console.print_json(&cloned.raw)?;
+        return Ok(());
+    }
+    if !context.console.is_json() {
+        for step in &cloned.value.steps {
+            context.console.println(&format!("  {step}"))?;
+        }
+        context.console.println(&format!(
+            "cloned environment {} into {} ({}, branch {})",
+            args.source,
+            cloned.value.environment.name,
+            cloned.value.environment.mode,
+            cloned.value.environment.branch
+        ))?;
+    }
+    match cloned.value.deployment {
+        Some(deployment) if !args.no_wait => {
+            let raw = serde_json::to_value(&deployment).unwrap_or_default();
+            super::deploy::follow(context, Fetched { raw, value: deployment }, true, started).await
+        }
+        Some(deployment) => {
+            context.console.println(&format!(
+                "deployment {} queued; follow it with `berth deployment logs {} --follow`",
+                deployment.id, deployment.id
+            ))?;
+            Ok(())
+        }
+        None => {
+            context.console.println(&format!(
+                "not deployed; deploy it with `berth deploy --project {project} --environment {}`",
+                args.new
+            ))?;
+            Ok(())
+        }
+    }
 }
 
 fn environments_table(project: &str, environments: &[Environment]) -> String {

@@ -3,6 +3,7 @@
 
 mod application;
 mod database;
+mod database_connect;
 mod delete;
 mod deploy;
 mod deployment;
@@ -11,9 +12,13 @@ mod environment;
 mod exec;
 mod login;
 mod logs;
+mod preview;
 mod project;
 mod rollback;
 mod status;
+mod webhook;
+
+pub(crate) use deploy::run as deploy;
 
 use std::io;
 
@@ -81,6 +86,9 @@ pub(crate) async fn execute(
     if let Command::Login(args) = command {
         return login::run(global, &args, env, console).await;
     }
+    if let Command::Import(command) = command {
+        return crate::spec::import::run(console, command);
+    }
     let connection = resolve_connection(global, env)?;
     let token_source = connection.token_source;
     let client = ApiClient::new(connection.url, connection.token)?;
@@ -100,6 +108,7 @@ async fn dispatch(context: &mut Context<'_>, command: Command) -> Result<(), Cli
     match command {
         Command::Login(_) => Ok(()),
         Command::Project(command) => project::run(context, command).await,
+        Command::Webhook(command) => webhook::run(context, command).await,
         Command::Environment(command) => environment::run(context, command).await,
         Command::Application(command) => application::run(context, command).await,
         Command::EnvVar(command) => env_var::run(context, command).await,
@@ -110,6 +119,10 @@ async fn dispatch(context: &mut Context<'_>, command: Command) -> Result<(), Cli
         Command::Status(args) => status::run(context, args).await,
         Command::Logs(args) => logs::run(context, args).await,
         Command::Exec(args) => exec::run(context, args).await,
+        Command::Apply(args) => crate::spec::apply::run(context, args).await,
+        Command::Export(args) => crate::spec::export::run(context, args).await,
+        // Handled in `execute`: it needs no server.
+        Command::Import(_) => Ok(()),
     }
 }
 

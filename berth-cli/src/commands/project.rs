@@ -1,6 +1,6 @@
-//! `berth project create|list|delete`.
+//! `berth project create|list|update|delete`.
 
-use berth_api::{CreateProject, Project};
+use berth_api::{CreateProject, Project, ProjectSettings, UpdateProject};
 
 use super::delete::{delete, Deletion};
 use super::{CliError, Context};
@@ -48,8 +48,57 @@ pub(crate) async fn run(
             };
             delete(context, deletion).await?;
         }
+        ProjectCommand::Update(args) => {
+            let with_data =
+                match (args.branch_environments_with_data, args.branch_environments_without_data) {
+                    (true, _) => Some(true),
+                    (false, true) => Some(false),
+                    (false, false) => None,
+                };
+            let body = UpdateProject {
+                poll_interval: args.poll_interval,
+                branch_environments: args.branch_environments,
+                branch_blueprint: args.branch_blueprint,
+                branch_environments_with_data: with_data,
+            };
+            if body.poll_interval.is_none()
+                && body.branch_environments.is_none()
+                && body.branch_blueprint.is_none()
+                && body.branch_environments_with_data.is_none()
+            {
+                return Err(CliError::failed(
+                    "nothing to change",
+                    Some("pass at least one option; see `berth project update --help`".into()),
+                ));
+            }
+            let path = paths::project(&args.project)?;
+            let updated: Fetched<ProjectSettings> = context.client.patch(&path, &body).await?;
+            if context.console.is_json() {
+                context.console.print_json(&updated.raw)?;
+            } else {
+                context.console.print(&settings_text(&updated.value))?;
+            }
+        }
     }
     Ok(())
+}
+
+fn settings_text(settings: &ProjectSettings) -> String {
+    let polling = match settings.poll_interval_secs {
+        Some(seconds) => format!("every {seconds} s"),
+        None => "off".to_owned(),
+    };
+    let branches = match (&settings.branch_environments, &settings.branch_blueprint) {
+        (Some(glob), Some(blueprint)) => format!(
+            "branches matching {glob} get a clone of {blueprint}{}",
+            if settings.branch_environments_with_data { " with its data" } else { "" }
+        ),
+        _ => "off".to_owned(),
+    };
+    format!(
+        "updated project {}\npolling: {polling}\nbranch environments: {branches}\n",
+        settings.project
+    )
 }
 
 fn projects_table(projects: &[Project]) -> String {

@@ -211,6 +211,63 @@ fn volumes(input: &[wire::VolumeSettings]) -> ApiResult<Vec<ApplicationVolume>> 
     Ok(volumes)
 }
 
+/// Parses `depends_on` and `watch_paths` into the spec (names are checked against the
+/// environment by `check_dependencies`).
+fn ordering_settings(
+    spec: &mut ApplicationSpec,
+    depends_on: Option<&[String]>,
+    watch_paths: Option<&[String]>,
+) -> ApiResult<()> {
+    if let Some(names) = depends_on {
+        let mut parsed: Vec<ResourceName> = Vec::new();
+        for name in names.iter().flat_map(|n| n.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+            let name = ResourceName::parse(name)?;
+            if !parsed.contains(&name) {
+                parsed.push(name);
+            }
+        }
+        spec.depends_on = parsed;
+    }
+    if let Some(patterns) = watch_paths {
+        spec.watch_paths = berth_domain::watch::parse_watch_paths(patterns)?;
+    }
+    Ok(())
+}
+
+/// Refuses unknown dependency names and cycles, with `application` given `spec`.
+async fn check_dependencies(
+    state: &AppState,
+    environment: &EnvironmentRecord,
+    application: &ResourceName,
+    spec: &ApplicationSpec,
+) -> ApiResult<()> {
+    use berth_domain::ordering::DependencyNode;
+    let node = |name: &ResourceName, spec: &ApplicationSpec| DependencyNode {
+        name: name.to_string(),
+        depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
+    };
+    let mut nodes: Vec<DependencyNode> = state
+        .store
+        .list_applications(environment.id)
+        .await?
+        .iter()
+        .filter(|a| a.lifecycle == berth_store::Lifecycle::Active && &a.name != application)
+        .map(|a| node(&a.name, &a.spec))
+        .collect();
+    // First, so that a cycle is named starting from the application being changed.
+    nodes.insert(0, node(application, spec));
+    let databases: Vec<String> = state
+        .store
+        .list_databases(environment.id)
+        .await?
+        .iter()
+        .filter(|d| d.lifecycle == berth_store::Lifecycle::Active)
+        .map(|d| d.name.to_string())
+        .collect();
+    berth_domain::ordering::check_dependencies(&nodes, &databases)
+        .map_err(|e| AppError::Invalid(e.to_string()))
+}
+
 fn limits(
     cpu: Option<f64>,
     memory_mb: Option<u32>,
@@ -288,7 +345,11 @@ pub(crate) async fn create_application(
         release_command: None,
         drain_ms: DEFAULT_DRAIN_MS,
         volumes: volumes(&body.volumes)?,
+        depends_on: Vec::new(),
+        watch_paths: Vec::new(),
+        auto_deploy: body.auto_deploy.unwrap_or(true),
     };
+    ordering_settings(&mut spec, Some(&body.depends_on), Some(&body.watch_paths))?;
     rollout_settings(
         &mut spec,
         body.instances,
@@ -298,6 +359,7 @@ pub(crate) async fn create_application(
     )?;
     let (project, environment) = lookup::environment(&state, &project, &environment).await?;
     lookup::ensure_active(environment.lifecycle, "the environment")?;
+    check_dependencies(&state, &environment, &name, &spec).await?;
     let record = state
         .store
         .create_application(
@@ -406,6 +468,13 @@ pub(crate) async fn update_application(
         body.release_command.as_deref(),
         body.drain_secs,
     )?;
+    ordering_settings(&mut spec, body.depends_on.as_deref(), body.watch_paths.as_deref())?;
+    if let Some(auto_deploy) = body.auto_deploy {
+        spec.auto_deploy = auto_deploy;
+    }
+    if body.depends_on.is_some() {
+        check_dependencies(&state, &environment, &record.name, &spec).await?;
+    }
     state.store.update_application(record.id, &spec, sealed.as_deref()).await?;
     record.spec = spec;
     record.credential_ciphertext = sealed;

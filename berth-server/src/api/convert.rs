@@ -30,7 +30,10 @@ pub(crate) fn environment(
         name: record.name.to_string(),
         mode: record.mode.as_str().to_owned(),
         branch: record.branch.to_string(),
-        status: record.lifecycle.as_str().to_owned(),
+        status: match (record.lifecycle, record.stopped) {
+            (berth_store::Lifecycle::Active, true) => "stopped".to_owned(),
+            (lifecycle, _) => lifecycle.as_str().to_owned(),
+        },
         created_at: record.created_at.clone(),
     }
 }
@@ -110,6 +113,9 @@ pub(crate) fn application(
                 size_gb: Some(v.size_gb),
             })
             .collect(),
+        depends_on: spec.depends_on.iter().map(ToString::to_string).collect(),
+        watch_paths: spec.watch_paths.iter().map(ToString::to_string).collect(),
+        auto_deploy: spec.auto_deploy,
         url: application_url(settings, project, environment, record),
         status: status.to_owned(),
         current_deployment: record.current_deployment_id.map(|d| d.to_string()),

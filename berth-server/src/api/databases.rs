@@ -14,7 +14,7 @@ use berth_domain::database::{
 };
 use berth_domain::source::ImageReference;
 use berth_domain::ResourceName;
-use berth_engine::backups::BackupError;
+use berth_engine::backups::{BackupError, BackupTrigger};
 use berth_store::{BackupRecord, DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -46,7 +46,7 @@ fn generated_credentials(name: &ResourceName, engine: DatabaseEngine) -> Databas
     }
 }
 
-async fn view(
+pub(super) async fn view(
     state: &AppState,
     project: &ProjectRecord,
     environment: &EnvironmentRecord,
@@ -79,39 +79,50 @@ async fn view(
             }
         }
     };
-    Ok(wire::Database {
-        id: record.id.to_string(),
-        project: project.name.to_string(),
-        environment: environment.name.to_string(),
-        name: record.name.to_string(),
-        engine: engine.as_str().to_owned(),
-        version: record.spec.version.to_string(),
-        mode: mode.to_owned(),
-        storage_gb,
-        host: credentials.host.clone(),
-        port: credentials.port,
-        user: credentials.user.clone(),
-        database: credentials.database.clone(),
-        url: redact_url(&credentials.url(engine)),
-        variables: builtin_variables(&record.name, engine, &credentials)
-            .into_iter()
-            .map(|(name, _)| name)
-            .collect(),
-        status: record.lifecycle.as_str().to_owned(),
-        runtime_status,
-        created_at: record.created_at.clone(),
-        final_backup: None,
-    })
+    let schedule = state.store.backup_schedule(record.id).await?;
+    Ok(super::database_backups::with_schedule(
+        wire::Database {
+            id: record.id.to_string(),
+            project: project.name.to_string(),
+            environment: environment.name.to_string(),
+            name: record.name.to_string(),
+            engine: engine.as_str().to_owned(),
+            version: record.spec.version.to_string(),
+            mode: mode.to_owned(),
+            storage_gb,
+            host: credentials.host.clone(),
+            port: credentials.port,
+            user: credentials.user.clone(),
+            database: credentials.database.clone(),
+            url: redact_url(&credentials.url(engine)),
+            variables: builtin_variables(&record.name, engine, &credentials)
+                .into_iter()
+                .map(|(name, _)| name)
+                .collect(),
+            status: record.lifecycle.as_str().to_owned(),
+            runtime_status,
+            created_at: record.created_at.clone(),
+            final_backup: None,
+            backup_schedule: None,
+            backup_retention: None,
+            next_backup_at: None,
+            last_backup_error: None,
+        },
+        schedule.as_ref(),
+    ))
 }
 
-fn backup_view(state: &AppState, database: &DatabaseRecord, backup: &BackupRecord) -> wire::Backup {
+pub(super) fn backup_view(state: &AppState, backup: &BackupRecord) -> wire::Backup {
     wire::Backup {
         id: backup.id.to_string(),
-        database: database.name.to_string(),
-        path: state.engine.backup_dir(database).join(&backup.file_name).display().to_string(),
+        database: backup.database_name.to_string(),
+        engine: backup.engine.as_str().to_owned(),
+        path: state.engine.backup_location(backup),
+        store: backup.store.clone(),
         size_bytes: backup.size_bytes,
         sha256: backup.sha256.clone(),
         reason: backup.reason.clone(),
+        scheduled_slot: backup.scheduled_slot.clone(),
         created_at: backup.created_at.clone(),
     }
 }
@@ -127,11 +138,13 @@ fn refuse_external(record: &DatabaseRecord, action: &str) -> ApiResult<()> {
     Ok(())
 }
 
-fn backup_error(error: BackupError) -> AppError {
+pub(super) fn backup_error(error: BackupError) -> AppError {
     match error {
         BackupError::NotRunning(_)
         | BackupError::ToolFailed { .. }
-        | BackupError::ChecksumMismatch { .. } => AppError::Conflict(error.to_string()),
+        | BackupError::ChecksumMismatch { .. }
+        | BackupError::BackupStore(_) => AppError::Conflict(error.to_string()),
+        BackupError::EngineMismatch { .. } => AppError::Invalid(error.to_string()),
         BackupError::Store(_) | BackupError::Engine(_) => AppError::internal(error),
     }
 }
@@ -156,12 +169,14 @@ pub(crate) async fn create_backup(
     refuse_external(&record, "back up")?;
     let backup = state
         .engine
-        .backup_database(&project, &environment, &record, "manual")
+        .backup_database(&project, &environment, &record, BackupTrigger::Manual)
         .await
         .map_err(backup_error)?;
-    Ok((StatusCode::CREATED, Json(backup_view(&state, &record, &backup))))
+    Ok((StatusCode::CREATED, Json(backup_view(&state, &backup))))
 }
 
+/// Backups of the database of this name, newest first; those of a deleted database of
+/// this name too (backup records outlive their database).
 #[utoipa::path(get, path = "/projects/{project}/environments/{environment}/databases/{database}/backups", tag = "databases",
     params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
     responses((status = 200, body = Vec<wire::Backup>), (status = 404, body = wire::ErrorBody)))]
@@ -169,9 +184,17 @@ pub(crate) async fn list_backups(
     State(state): State<AppState>,
     Path((project, environment, database)): Path<(String, String, String)>,
 ) -> ApiResult<Json<Vec<wire::Backup>>> {
-    let (_, _, record) = find(&state, &project, &environment, &database).await?;
-    let backups = state.store.list_backups(record.id).await?;
-    Ok(Json(backups.iter().map(|b| backup_view(&state, &record, b)).collect()))
+    let (project, environment) = lookup::environment(&state, &project, &environment).await?;
+    let backups = state.store.list_backups(environment.id, &database).await?;
+    if backups.is_empty()
+        && state.store.database_by_name(environment.id, &database).await?.is_none()
+    {
+        return Err(AppError::NotFound(format!(
+            "database {database:?} does not exist in {}/{} and has no backups; list them with `berth database list`",
+            project.name, environment.name
+        )));
+    }
+    Ok(Json(backups.iter().map(|b| backup_view(&state, b)).collect()))
 }
 
 /// Replaces the database's data with a backup's (PostgreSQL: in one transaction). The
@@ -190,7 +213,7 @@ pub(crate) async fn restore_backup(
     refuse_external(&record, "restore")?;
     let backup = state
         .store
-        .list_backups(record.id)
+        .list_backups(environment.id, record.name.as_str())
         .await?
         .into_iter()
         .find(|b| b.id.to_string() == body.backup)
@@ -206,10 +229,10 @@ pub(crate) async fn restore_backup(
         .restore_database(&project, &environment, &record, &backup)
         .await
         .map_err(backup_error)?;
-    Ok(Json(backup_view(&state, &record, &backup)))
+    Ok(Json(backup_view(&state, &backup)))
 }
 
-async fn find(
+pub(super) async fn find(
     state: &AppState,
     project: &str,
     environment: &str,
@@ -252,6 +275,11 @@ pub(crate) async fn create_database(
 ) -> ApiResult<(StatusCode, Json<wire::Database>)> {
     let name = ResourceName::parse(&body.name)?;
     let engine = DatabaseEngine::parse(&body.engine)?;
+    let backup_settings = super::database_backups::BackupSettings::validate(
+        body.backup_schedule.as_deref(),
+        body.backup_retention,
+        body.mode.as_deref() == Some("external"),
+    )?;
     let version =
         DatabaseVersion::parse(body.version.as_deref().unwrap_or(engine.default_version()))?;
     let (mode, credentials) = match body.mode.as_deref().unwrap_or("container") {
@@ -315,12 +343,22 @@ pub(crate) async fn create_database(
             }
         }
     }
+    if mode == DatabaseMode::External {
+        // Connect and authenticate now: wrong credentials are refused before anything is
+        // stored, not discovered by the applications at deploy time.
+        state.engine.verify_external_database(engine, &credentials).await.map_err(|error| {
+            AppError::Invalid(format!("the external database was not created: {error}"))
+        })?;
+    }
     let sealed = state
         .key
         .encrypt(&serde_json::to_vec(&credentials).map_err(AppError::internal)?)
         .map_err(AppError::internal)?;
     let spec = DatabaseSpec { engine, version, mode };
     let record = state.store.create_database(environment.id, &name, &spec, &sealed).await?;
+    if let Some(settings) = backup_settings {
+        settings.apply(&state, &record).await?;
+    }
     Ok((StatusCode::CREATED, Json(view(&state, &project, &environment, &record).await?)))
 }
 
@@ -351,12 +389,14 @@ pub(crate) async fn delete_database(
         refuse_external(&record, "back up")?;
         let backup = state
             .engine
-            .backup_database(&project, &environment, &record, "final")
+            .backup_database(&project, &environment, &record, BackupTrigger::Final)
             .await
             .map_err(|error| {
-            AppError::Conflict(format!("the final backup failed, so nothing was deleted: {error}"))
-        })?;
-        Some(backup_view(&state, &record, &backup))
+                AppError::Conflict(format!(
+                    "the final backup failed, so nothing was deleted: {error}"
+                ))
+            })?;
+        Some(backup_view(&state, &backup))
     } else {
         None
     };

@@ -4,7 +4,10 @@
 
 mod applications;
 mod convert;
+mod database_backups;
+mod database_tunnel;
 mod databases;
+mod deployment_plan;
 mod deployments;
 mod environments;
 mod exec;
@@ -12,6 +15,7 @@ mod lookup;
 mod projects;
 mod status;
 mod variables;
+mod webhooks;
 
 #[cfg(test)]
 mod tests;
@@ -61,9 +65,22 @@ fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(projects::get_organization))
         .routes(routes!(projects::list_projects, projects::create_project))
-        .routes(routes!(projects::get_project, projects::delete_project))
+        .routes(routes!(projects::get_project, projects::update_project, projects::delete_project))
+        .routes(routes!(projects::get_project_settings))
+        .routes(routes!(webhooks::show_webhook))
+        .routes(routes!(webhooks::rotate_webhook))
+        .routes(routes!(webhooks::list_deliveries))
         .routes(routes!(environments::list_environments, environments::create_environment))
         .routes(routes!(environments::get_environment, environments::delete_environment))
+        .routes(routes!(environments::stop_environment))
+        .routes(routes!(environments::start_environment))
+        .routes(routes!(environments::redeploy_environment))
+        .routes(routes!(environments::clone_environment))
+        .routes(routes!(
+            environments::list_previews,
+            environments::enable_previews,
+            environments::disable_previews
+        ))
         .routes(routes!(applications::list_applications, applications::create_application))
         .routes(routes!(
             applications::get_application,
@@ -77,11 +94,16 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(variables::list_application_variables, variables::set_application_variable))
         .routes(routes!(variables::delete_application_variable))
         .routes(routes!(deployments::list_deployments, deployments::create_deployment))
+        .routes(routes!(deployment_plan::deployment_plan))
         .routes(routes!(databases::list_databases, databases::create_database))
         .routes(routes!(databases::get_database, databases::delete_database))
+        .routes(routes!(database_backups::update_database))
         .routes(routes!(databases::list_backups, databases::create_backup))
+        .routes(routes!(database_backups::delete_backup))
         .routes(routes!(databases::restore_backup))
         .routes(routes!(databases::clone_database))
+        .routes(routes!(database_tunnel::get_database_credentials))
+        .routes(routes!(database_tunnel::open_database_tunnel))
         .routes(routes!(deployments::get_deployment))
         .routes(routes!(deployments::cancel_deployment))
         .routes(routes!(deployments::rollback))
@@ -91,9 +113,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(status::application_logs))
 }
 
+/// The Git hosts' webhook receivers (outside bearer-token auth).
+fn webhook_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(webhooks::receive_delivery))
+}
+
 /// The OpenAPI document, with paths under `/api/v1`.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    let (_, mut document) = api_routes().split_for_parts();
+    let (_, mut document) = api_routes().merge(webhook_routes()).split_for_parts();
     let paths = std::mem::take(&mut document.paths.paths);
     document.paths.paths = paths
         .into_iter()
@@ -115,9 +142,13 @@ async fn no_route(uri: axum::http::Uri) -> AppError {
 pub fn router(state: AppState) -> Router {
     let (api, _) = api_routes().split_for_parts();
     let api = api.layer(middleware::from_fn_with_state(state.clone(), auth::require_token));
+    // Webhook receivers: no bearer token (the delivery's signature authenticates it),
+    // and a larger body limit than the rest of the API.
+    let (hooks, _) = webhook_routes().split_for_parts();
+    let hooks = hooks.layer(DefaultBodyLimit::max(webhooks::WEBHOOK_BODY_LIMIT_BYTES));
     let document = openapi_document();
     Router::new()
-        .nest(berth_api::API_PREFIX, api)
+        .nest(berth_api::API_PREFIX, api.merge(hooks))
         .route("/api/v1/health", get(health))
         .route("/openapi.json", get(move || async move { Json(document) }))
         .fallback(no_route)

@@ -37,6 +37,10 @@ async fn harness(allow_local: bool) -> Harness {
         builder: docker.clone(),
         runtime: docker,
         router: Arc::new(crate::proxy_supervisor::ProxyRouter::new(data_dir.path())),
+        database_verifier: Arc::new(berth_database_check::NetworkDatabaseVerifier),
+        backup_store: Arc::new(berth_engine::backup_store::LocalDirectoryStore::new(
+            data_dir.path().join("backups"),
+        )),
     };
     let base_domain = berth_domain::Hostname::parse("localhost").unwrap();
     let config = EngineConfig {
@@ -45,6 +49,7 @@ async fn harness(allow_local: bool) -> Harness {
         allow_local_repositories: allow_local,
         deadlines: StepDeadlines::default(),
         max_parallel_deployments: 1,
+        deploy_concurrency: 2,
         keep_successful_images: 5,
         pause_at: None,
     };
