@@ -49,15 +49,9 @@ source_repo="$BERTH_DATA_DIR/quickstart-source.git"
 git push --quiet --force "$source_repo" HEAD:refs/heads/main
 
 project=example environment=production application=hello
-"$berth" environment list --project "$project" >/dev/null 2>&1 || "$berth" project create "$project"
-# Read the list into a variable first: `grep -q` would stop reading early and, under
-# pipefail, turn the CLI's broken pipe into a failure.
-environments=$("$berth" environment list --project "$project" --output json)
-grep -q "\"name\": *\"$environment\"" <<<"$environments" \
-  || "$berth" environment create --project "$project" "$environment" --mode production --branch main
-"$berth" application show --project "$project" --environment "$environment" "$application" >/dev/null 2>&1 \
-  || "$berth" application create --project "$project" --environment "$environment" "$application" \
-       --git "file://$source_repo" --root-path examples/hello --port 8080
+# The example's spec file creates (or, run again, leaves unchanged) the project, its
+# environment and the application; ${BERTH_DATA_DIR} in it points at the bare repository.
+"$berth" apply -f examples/hello/berth.toml
 "$berth" deploy --project "$project" --environment "$environment" --wait
 
 url=$("$berth" application show --project "$project" --environment "$environment" "$application" --output json \

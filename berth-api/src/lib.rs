@@ -68,6 +68,9 @@ pub struct Environment {
     /// `active`, `stopped` or `deleting`.
     pub status: String,
     pub created_at: String,
+    /// Set by a deletion with `final_backup`: `<database>: <where the backup is kept>`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub final_backups: Vec<String>,
 }
 
 /// Where the application's code comes from, as given by the user.

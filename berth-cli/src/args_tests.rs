@@ -409,6 +409,9 @@ fn application_create_help() {
               --drain <SECS>               Seconds old instances keep finishing in-flight requests after traffic moves
               --volume <NAME:/PATH>        A persistent volume mounted in every instance, kept across deployments (repeatable). On update, the list given replaces the current one
               --size <GB>                  Size in GB accounted for the volumes given with --volume (default 1)
+              --auto-deploy <true|false>   Whether a push to the followed branch deploys the application (Git webhooks and polling); default true [possible values: true, false]
+              --depends-on <NAME[,NAME]>   Applications or databases of the environment deployed before this one, comma-separated (on update, replaces the list; "" removes it)
+              --watch-paths <GLOB[,GLOB]>  Globs relative to the repository root whose changes redeploy the application on a push, comma-separated; `!` excludes, e.g. 'services/api/**,!**/*.md' [default: its root path] (on update, "" goes back to the default)
           -h, --help                       Print help
     "#]].assert_eq(&help);
 }

@@ -98,10 +98,15 @@ impl Failure<'_> {
     }
 
     pub(crate) fn authentication(&self, detail: &str) -> ExternalDatabaseError {
+        // A Redis URL without a user (`redis://:password@host`) authenticates as `default`.
+        let user = match (self.engine, self.credentials.user.as_str()) {
+            (DatabaseEngine::Redis, "") => "default".to_owned(),
+            (_, user) => user.to_owned(),
+        };
         ExternalDatabaseError::AuthenticationFailed {
             host: self.credentials.host.clone(),
             port: self.credentials.port,
-            user: self.credentials.user.clone(),
+            user,
             detail: self.scrub(detail),
         }
     }
@@ -168,8 +173,7 @@ async fn verify_mysql(
         .database(&credentials.database)
         .disable_statement_logging();
     let mut connection = MySqlConnection::connect_with(&options).await.map_err(|error| {
-        match error.as_database_error().and_then(|e| e.try_downcast_ref::<MySqlDatabaseError>())
-        {
+        match error.as_database_error().and_then(|e| e.try_downcast_ref::<MySqlDatabaseError>()) {
             // ER_ACCESS_DENIED_ERROR (bad user or password), ER_DBACCESS_DENIED_ERROR
             // (the user may not use that database).
             Some(database_error) if matches!(database_error.number(), 1045 | 1044 | 1698) => {

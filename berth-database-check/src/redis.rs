@@ -129,7 +129,9 @@ mod tests {
     }
 
     async fn check(credentials: &DatabaseCredentials) -> Result<(), ExternalDatabaseError> {
-        NetworkDatabaseVerifier.verify(DatabaseEngine::Redis, credentials, Duration::from_secs(5)).await
+        NetworkDatabaseVerifier
+            .verify(DatabaseEngine::Redis, credentials, Duration::from_secs(5))
+            .await
     }
 
     #[tokio::test]
@@ -142,10 +144,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_wrong_password_names_the_user() {
-        let (port, _server) = stub(&[
-            "-WRONGPASS invalid username-password pair or user is disabled.\r\n",
-        ])
-        .await;
+        let (port, _server) =
+            stub(&["-WRONGPASS invalid username-password pair or user is disabled.\r\n"]).await;
         let error = check(&credentials(port, "nope", "0")).await.unwrap_err();
         assert_eq!(
             error.to_string(),
@@ -163,7 +163,9 @@ mod tests {
         let error = check(&credentials(port, "pw", "99")).await.unwrap_err();
         assert_eq!(
             error.to_string(),
-            format!("database \"99\" does not exist on 127.0.0.1:{port}: ERR DB index is out of range")
+            format!(
+                "database \"99\" does not exist on 127.0.0.1:{port}: ERR DB index is out of range"
+            )
         );
     }
 }

@@ -374,8 +374,15 @@ impl Engine {
                 .find_map(|c| c.exit_code.filter(|code| *code != 0))
                 .map(|code| format!("exited with code {code}"))
         };
+        let environment_stopped = running == 0
+            && self.store.environment(application.environment_id).await?.is_some_and(|e| e.stopped);
         let (status, message) = if deploying {
             ("deploying", None)
+        } else if environment_stopped {
+            (
+                "stopped",
+                Some("the environment is stopped; start it with `berth environment start`".to_owned()),
+            )
         } else if application.current_deployment_id.is_none() {
             ("never_deployed", Some("deploy it with `berth deploy`".to_owned()))
         } else if instances.is_empty() {

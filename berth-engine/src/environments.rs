@@ -467,13 +467,13 @@ impl Engine {
 
     /// Deletes an environment with everything labelled for it, through the reconciler;
     /// with `final_backup`, every container database is backed up first and nothing is
-    /// deleted unless all backups succeed. Returns the backups taken.
+    /// deleted unless all backups succeed. Returns the backups taken, by database name.
     pub async fn delete_environment(
         &self,
         project: &ProjectRecord,
         environment: &EnvironmentRecord,
         final_backup: bool,
-    ) -> Result<Vec<BackupRecord>, EnvironmentError> {
+    ) -> Result<Vec<(ResourceName, BackupRecord)>, EnvironmentError> {
         let mut backups = Vec::new();
         if final_backup && environment.lifecycle == Lifecycle::Active {
             for database in self.store.list_databases(environment.id).await? {
@@ -496,7 +496,7 @@ impl Engine {
                             database.name
                         ))
                     })?;
-                backups.push(backup);
+                backups.push((database.name.clone(), backup));
             }
         }
         self.remove_environment(environment).await?;

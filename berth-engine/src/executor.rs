@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use berth_domain::deployment::{DeploymentStatus, FailureReason, StepName, StepStatus};
 use berth_domain::ordering::{application_waves, dependents_of, DependencyNode};
+use berth_domain::spec::ApplicationSource;
 use berth_store::{
     ApplicationRecord, DeploymentRecord, EnvironmentRecord, Lifecycle, ProjectRecord,
 };
@@ -31,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 use crate::adapters::LogSink;
 use crate::engine::{Engine, EngineError};
 use crate::logsink::DeploymentLog;
-use crate::prepare::SharedBuilds;
+use crate::prepare::shared_build_key;
+use crate::shared_builds::SharedBuilds;
 
 /// A failed step, with a reason a person can act on.
 pub(crate) struct StepFailure {
@@ -60,8 +62,10 @@ pub(crate) struct Run<'a> {
     pub(crate) environment: &'a EnvironmentRecord,
     pub(crate) log: DeploymentLog,
     cancel: CancellationToken,
-    /// Builds of this deployment by identity, shared by applications with equal inputs.
+    /// Which applications share whose build (`shared_builds.rs`).
     pub(crate) shared_builds: SharedBuilds,
+    /// Set once the environment's network exists (see `Run::ensure_network`).
+    pub(crate) network_ready: tokio::sync::OnceCell<()>,
 }
 
 impl Engine {
@@ -152,6 +156,7 @@ impl Engine {
             log,
             cancel,
             shared_builds: SharedBuilds::default(),
+            network_ready: tokio::sync::OnceCell::new(),
         };
         // Databases first: applications start only once the databases they use answer.
         let result = match run.ensure_databases().await? {
@@ -198,6 +203,7 @@ impl Run<'_> {
         };
         let by_name: HashMap<&str, &ApplicationRecord> =
             applications.iter().map(|a| (a.name.as_str(), a)).collect();
+        self.designate_shared_builds(&waves, &by_name);
         let concurrency = self.engine.config.deploy_concurrency.max(1);
         let mut failures: Vec<(String, StepFailure)> = Vec::new();
         // Application → the failed dependency that keeps it from deploying.
@@ -224,7 +230,10 @@ impl Run<'_> {
                     let permits = &permits;
                     async move {
                         let _permit = permits.acquire().await;
-                        (application, self.deploy_application(application).await)
+                        let result = self.deploy_application(application).await;
+                        // Whatever happened, applications waiting for its build go on.
+                        self.shared_builds.publish_not_built(application.name.as_str());
+                        (application, result)
                     }
                 })
                 .collect();
@@ -258,6 +267,33 @@ impl Run<'_> {
         Ok(Err((reason, cancelled)))
     }
 
+    /// Groups the Git applications that would build the same sources (a rollback builds
+    /// nothing); the first of each group in wave order builds for the others.
+    fn designate_shared_builds(
+        &self,
+        waves: &[Vec<String>],
+        by_name: &HashMap<&str, &ApplicationRecord>,
+    ) {
+        if self.deployment.rollback_of.is_some() {
+            return;
+        }
+        let order: Vec<(String, Option<String>)> = waves
+            .iter()
+            .flatten()
+            .filter_map(|name| by_name.get(name.as_str()))
+            .map(|application| {
+                let key = match &application.spec.source {
+                    ApplicationSource::Git(git) => {
+                        Some(shared_build_key(git, &self.environment.branch))
+                    }
+                    ApplicationSource::Image { .. } => None,
+                };
+                (application.name.to_string(), key)
+            })
+            .collect();
+        self.shared_builds.designate(&order);
+    }
+
     /// Records that an application was not deployed, as its `clone` step.
     pub(crate) async fn record_skipped(
         &self,
@@ -268,6 +304,7 @@ impl Run<'_> {
         let step = store.start_step(self.deployment.id, Some(application), StepName::Clone).await?;
         self.log.for_step(Some(application), StepName::Clone.as_str()).line(reason);
         store.finish_step(step, StepStatus::Skipped, Some(reason)).await?;
+        self.shared_builds.publish_not_built(application);
         Ok(())
     }
 

@@ -24,6 +24,7 @@ mod probe;
 mod reconcile;
 mod rollout;
 mod routes;
+mod shared_builds;
 pub mod secrets;
 mod snapshot;
 

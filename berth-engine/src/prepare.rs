@@ -9,20 +9,17 @@
 //! Dockerfile and build arguments build once (the first to get there builds, the others
 //! wait for it and record "shared build with APP") and run the same image.
 
-use std::collections::HashMap;
-use std::sync::Arc;
-
 use berth_domain::deploy_plan::{short_commit, BuildIdentity};
 use berth_domain::deployment::{StepName, StepStatus};
 use berth_domain::labels;
 use berth_domain::spec::{effective_branch, ApplicationSource, GitCredentialKind, GitSource};
 use berth_store::ApplicationRecord;
-use tokio::sync::OnceCell;
 
 use crate::adapters::{BuildRequest, FetchRequest, GitCredentials, LogSink, SecretString};
 use crate::engine::{Engine, EngineError};
 use crate::executor::{Run, StepFailure, StepResult};
 use crate::naming;
+use crate::shared_builds::wait_for_build;
 use crate::snapshot::ServiceSnapshot;
 
 /// What one application is deployed with: built now, or taken from an earlier deployment.
@@ -38,18 +35,6 @@ pub(crate) enum Prepared {
     /// A push changed none of its watched files: it keeps serving its current version.
     Unchanged,
 }
-
-/// The outcome of one build, shared by every application with the same build identity.
-#[derive(Clone)]
-pub(crate) struct SharedBuild {
-    builder: String,
-    image: String,
-    /// The build step's message, or why it failed.
-    outcome: Result<String, String>,
-}
-
-/// The builds of one deployment by identity.
-pub(crate) type SharedBuilds = std::sync::Mutex<HashMap<BuildIdentity, Arc<OnceCell<SharedBuild>>>>;
 
 /// What the clone step found.
 enum Fetched {
@@ -135,6 +120,24 @@ pub(crate) fn build_identity(
     (identity, tag)
 }
 
+/// What applications sharing a build have in common before their branch is fetched
+/// (`shared_builds.rs` groups by it): repository, branch, root path, Dockerfile, build
+/// arguments.
+pub(crate) fn shared_build_key(
+    git: &GitSource,
+    environment_branch: &berth_domain::BranchName,
+) -> String {
+    let arguments: Vec<String> = git.build_args.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    [
+        git.repository.to_string(),
+        effective_branch(git, environment_branch).to_string(),
+        git.root_path.as_str().to_owned(),
+        git.dockerfile_path.as_str().to_owned(),
+        arguments.join("\n"),
+    ]
+    .join("\0")
+}
+
 /// Whether this deployment was triggered by a push (webhook or polling).
 pub(crate) fn is_push_trigger(trigger: &str) -> bool {
     trigger.starts_with("push")
@@ -206,13 +209,12 @@ impl Run<'_> {
                     labels: labels::image_labels(engine.organization, self.project.id),
                     timeout: deadlines.build,
                 };
-                let shared = self.shared_build(identity);
                 let built = self
                     .step(
                         app_name,
                         StepName::Build,
                         deadlines.build,
-                        self.build_or_share(&shared, request, app_name),
+                        self.build_or_share(identity, request, app_name),
                     )
                     .await?;
                 remove_dir(&checkout).await;
@@ -363,52 +365,27 @@ impl Run<'_> {
         Ok((Fetched::Commit(commit), StepStatus::Succeeded, Some(message)))
     }
 
-    /// The shared outcome cell of a build identity in this deployment.
-    fn shared_build(&self, identity: BuildIdentity) -> Arc<OnceCell<SharedBuild>> {
-        match self.shared_builds.lock() {
-            Ok(mut builds) => Arc::clone(builds.entry(identity).or_default()),
-            // A poisoned map only loses sharing: build on its own.
-            Err(_) => Arc::new(OnceCell::new()),
-        }
-    }
-
-    /// Builds the image, unless another application of this deployment builds (or built)
-    /// the same identity: then waits for it and uses its image.
+    /// Waits for this application's designated builder (`shared_builds.rs`) and uses
+    /// its image when it built the same identity; otherwise builds (or reuses) its own
+    /// and, as a designated builder, tells its waiters.
     async fn build_or_share(
         &self,
-        shared: &OnceCell<SharedBuild>,
+        identity: BuildIdentity,
         request: BuildRequest,
         application: &str,
     ) -> StepResult<String> {
-        let image = request.tag.clone();
-        let outcome = shared
-            .get_or_init(|| async {
-                let outcome = self.build_image(request, application).await;
-                SharedBuild {
-                    builder: application.to_owned(),
-                    image,
-                    outcome: outcome
-                        .map(|((), message)| message.unwrap_or_default())
-                        .map_err(|failure| failure.message),
-                }
-            })
-            .await;
-        let fail = |message: String| StepFailure::new(StepName::Build, message);
-        if outcome.builder == application {
-            return match &outcome.outcome {
-                Ok(message) => Ok((outcome.image.clone(), Some(message.clone()))),
-                Err(message) => Err(fail(message.clone())),
-            };
-        }
-        match &outcome.outcome {
-            Ok(_) => Ok((
-                outcome.image.clone(),
-                Some(format!("shared build with {} ({})", outcome.builder, outcome.image)),
-            )),
-            Err(message) => {
-                Err(fail(format!("the shared build with {} failed: {message}", outcome.builder)))
+        if let Some((builder, receiver)) = self.shared_builds.builder_for(application) {
+            let sink = self.log.for_step(Some(application), StepName::Build.as_str());
+            sink.line(&format!("waiting for the build of {builder} (same sources and settings)"));
+            if let Some(image) = wait_for_build(receiver, &identity).await {
+                return Ok((image.clone(), Some(format!("shared build with {builder} ({image})"))));
             }
+            sink.line(&format!("{builder} built nothing to share; building here"));
         }
+        let image = request.tag.clone();
+        let ((), message) = self.build_image(request, application).await?;
+        self.shared_builds.publish_built(application, identity, &image);
+        Ok((image, message))
     }
 
     async fn build_image(&self, request: BuildRequest, application: &str) -> StepResult<()> {

@@ -232,20 +232,28 @@ impl Run<'_> {
         }
     }
 
+    /// Creates the environment's network once per deployment: applications starting at
+    /// the same time would otherwise race, and Docker 20.10 then creates two networks of
+    /// the same name (which no container can join by name).
     async fn ensure_network(&self) -> Result<(), StepFailure> {
         let engine = self.engine;
-        engine
-            .adapters
-            .runtime
-            .ensure_network(&NetworkSpec {
-                name: naming::environment_network(self.environment.id),
-                labels: labels::environment_labels(
-                    engine.organization,
-                    self.project.id,
-                    self.environment.id,
-                ),
+        self.network_ready
+            .get_or_try_init(|| async {
+                engine
+                    .adapters
+                    .runtime
+                    .ensure_network(&NetworkSpec {
+                        name: naming::environment_network(self.environment.id),
+                        labels: labels::environment_labels(
+                            engine.organization,
+                            self.project.id,
+                            self.environment.id,
+                        ),
+                    })
+                    .await
             })
             .await
+            .map(|_| ())
             .map_err(|e| StepFailure::new(StepName::Start, e.to_string()))
     }
 

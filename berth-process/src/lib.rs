@@ -5,7 +5,9 @@
 //!
 //! clippy.toml bans `Command::new` everywhere else so these guarantees hold for every
 //! subprocess: callers describe the process with a [`ProcessSpec`] and call [`run`] or
-//! [`spawn_detached`].
+//! [`spawn_detached`]. The one exception to the null stdin and the timeout is
+//! [`run_interactive`]: a program the user drives on their own terminal (the database
+//! client of `berth database connect`), whose secrets travel in its environment.
 
 mod detached;
 mod interactive;

@@ -21,6 +21,8 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = settings.data_dir.clone();
     bootstrap::prepare_data_dir(&data_dir)?;
     let key = bootstrap::load_master_key(&settings.master_key_file)?;
+    // Before anything is started: a misconfigured backup store stops the start here.
+    let backup_store = crate::backup_store::backup_store(&settings, &data_dir).await?;
     let store = Store::open(&data_dir.join("berth.db")).await.context("cannot open the store")?;
     let organization = bootstrap::ensure_organization(&store, &data_dir).await?;
     let listener = tokio::net::TcpListener::bind(settings.listen).await.with_context(|| {
@@ -43,7 +45,7 @@ pub async fn run_server(args: ServerArgs) -> anyhow::Result<()> {
         runtime: docker,
         router: Arc::new(proxy_supervisor::ProxyRouter::new(&data_dir)),
         database_verifier: Arc::new(berth_database_check::NetworkDatabaseVerifier),
-        backup_store: crate::backup_store::backup_store(&settings, &data_dir).await?,
+        backup_store,
     };
     let engine_config = EngineConfig {
         data_dir: data_dir.clone(),

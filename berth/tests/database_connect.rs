@@ -58,6 +58,8 @@ struct ConnectProcess {
 impl ConnectProcess {
     /// Starts `berth database connect --project P --environment production NAME
     /// --no-client EXTRA...` and waits until it printed its port.
+    // The child is waited for by `Drop` once it is handed over (or right after the kill).
+    #[allow(clippy::zombie_processes)]
     #[track_caller]
     fn start(server: &TestServer, project: &str, name: &str, extra: &[&str]) -> ConnectProcess {
         let mut args = vec![
@@ -117,6 +119,7 @@ impl ConnectProcess {
                 }
                 Err(_) => {
                     let _ = child.kill();
+                    let _ = child.wait();
                     let mut stderr = String::new();
                     if let Some(mut err) = child.stderr.take() {
                         let _ = err.read_to_string(&mut stderr);
@@ -158,8 +161,9 @@ fn berth(server: &TestServer, token: &str, args: &[&str]) -> test_support::harne
 /// The credentials endpoint's answer for database `name`.
 #[track_caller]
 fn credentials(server: &TestServer, project: &str, name: &str) -> serde_json::Value {
-    let path =
-        format!("/api/v1/projects/{project}/environments/{ENVIRONMENT}/databases/{name}/credentials");
+    let path = format!(
+        "/api/v1/projects/{project}/environments/{ENVIRONMENT}/databases/{name}/credentials"
+    );
     let response = server.api("GET", &path, None);
     assert_eq!(response.status, 200, "{response:?}");
     response.json()
@@ -285,7 +289,21 @@ fn redis_and_postgresql_sessions_go_through_the_tunnel() {
     let psql_through_tunnel = |sql: &str| {
         run_program(
             Path::new("psql"),
-            &["-X", "-h", "127.0.0.1", "-p", &port, "-U", &user, "-d", &database, "-v", "ON_ERROR_STOP=1", "-tAc", sql],
+            &[
+                "-X",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                &user,
+                "-d",
+                &database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-tAc",
+                sql,
+            ],
             &server.scratch_dir(),
             &[("PGPASSWORD", password.clone())],
             CLIENT_DEADLINE,
@@ -337,7 +355,21 @@ fn redis_and_postgresql_sessions_go_through_the_tunnel() {
     let failed = berth(
         &server,
         server.token(),
-        &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "main", "--", "-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT nope"],
+        &[
+            "database",
+            "connect",
+            "-p",
+            &project,
+            "-e",
+            ENVIRONMENT,
+            "main",
+            "--",
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "SELECT nope",
+        ],
     )
     .expect_failure();
     assert!(failed.stderr.contains("nope"), "{failed}");
@@ -360,24 +392,36 @@ fn tunnels_are_refused_clearly() {
     // A wrong token: 401 from the API, and the CLI says so.
     let answer = raw_tunnel_request(&server, &format!("{base}/idle/tunnel"), "berth_wrong", true);
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
-    let cli = berth(&server, "berth_wrong", &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "idle", "--no-client"])
-        .expect_failure();
+    let cli = berth(
+        &server,
+        "berth_wrong",
+        &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "idle", "--no-client"],
+    )
+    .expect_failure();
     assert!(cli.stderr.contains("the API token is not valid"), "{cli}");
 
     // An unknown database: 404, named.
     let answer = raw_tunnel_request(&server, &format!("{base}/nope/tunnel"), server.token(), true);
     assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
     assert!(answer.contains(r#"database \"nope\" does not exist"#), "{answer}");
-    let cli = berth(&server, server.token(), &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "nope", "--no-client"])
-        .expect_failure();
+    let cli = berth(
+        &server,
+        server.token(),
+        &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "nope", "--no-client"],
+    )
+    .expect_failure();
     assert!(cli.stderr.contains(r#"database "nope" does not exist"#), "{cli}");
 
     // Not deployed yet: 409 from the tunnel, and the CLI says what to do.
     let answer = raw_tunnel_request(&server, &format!("{base}/idle/tunnel"), server.token(), true);
     assert!(answer.starts_with("HTTP/1.1 409"), "{answer}");
     assert!(answer.contains("is not running"), "{answer}");
-    let cli = berth(&server, server.token(), &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "idle", "--no-client"])
-        .expect_failure();
+    let cli = berth(
+        &server,
+        server.token(),
+        &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "idle", "--no-client"],
+    )
+    .expect_failure();
     assert!(cli.stderr.contains("is not running (not_deployed)"), "{cli}");
     assert!(cli.stderr.contains("berth deploy"), "{cli}");
 
@@ -445,21 +489,26 @@ fn external_credentials_are_checked_before_anything_is_stored() {
         )
     };
 
-    let wrong_password = create("legacy", &format!("postgresql://postgres:wrong-pw@127.0.0.1:{port}/postgres"))
-        .expect_failure();
+    let wrong_password =
+        create("legacy", &format!("postgresql://postgres:wrong-pw@127.0.0.1:{port}/postgres"))
+            .expect_failure();
     assert!(
-        wrong_password.stderr.contains(&format!(
-            r#"authentication failed for user "postgres" at 127.0.0.1:{port}"#
-        )),
+        wrong_password
+            .stderr
+            .contains(&format!(r#"authentication failed for user "postgres" at 127.0.0.1:{port}"#)),
         "{wrong_password}"
     );
     assert!(!wrong_password.combined().contains("wrong-pw"), "{wrong_password}");
 
-    let wrong_database =
-        create("legacy", &format!("postgresql://postgres:{external_password}@127.0.0.1:{port}/nope"))
-            .expect_failure();
+    let wrong_database = create(
+        "legacy",
+        &format!("postgresql://postgres:{external_password}@127.0.0.1:{port}/nope"),
+    )
+    .expect_failure();
     assert!(
-        wrong_database.stderr.contains(&format!(r#"database "nope" does not exist on 127.0.0.1:{port}"#)),
+        wrong_database
+            .stderr
+            .contains(&format!(r#"database "nope" does not exist on 127.0.0.1:{port}"#)),
         "{wrong_database}"
     );
     assert!(!wrong_database.combined().contains(&external_password), "{wrong_database}");
@@ -472,24 +521,161 @@ fn external_credentials_are_checked_before_anything_is_stored() {
         create("legacy", &format!("postgresql://postgres:pw@127.0.0.1:{closed_port}/postgres"))
             .expect_failure();
     assert!(
-        unreachable.stderr.contains(&format!("could not connect to 127.0.0.1:{closed_port} within 5 s")),
+        unreachable
+            .stderr
+            .contains(&format!("could not connect to 127.0.0.1:{closed_port} within 5 s")),
         "{unreachable}"
     );
     assert!(started.elapsed() < Duration::from_secs(30), "refused quickly");
 
     // Nothing was recorded by the refusals.
-    let listed = berth(&server, server.token(), &["database", "list", "-p", &project, "-e", ENVIRONMENT, "--output", "json"])
-        .expect_success();
+    let listed = berth(
+        &server,
+        server.token(),
+        &["database", "list", "-p", &project, "-e", ENVIRONMENT, "--output", "json"],
+    )
+    .expect_success();
     assert_eq!(listed.json(), serde_json::json!([]), "{listed}");
 
     // The right URL is accepted, and the tunnel reaches the external server too.
-    create("legacy", &format!("postgresql://postgres:{external_password}@127.0.0.1:{port}/postgres"))
-        .expect_success();
+    create(
+        "legacy",
+        &format!("postgresql://postgres:{external_password}@127.0.0.1:{port}/postgres"),
+    )
+    .expect_success();
     let ran = berth(
         &server,
         server.token(),
-        &["database", "connect", "-p", &project, "-e", ENVIRONMENT, "legacy", "--", "-X", "-tAc", "SELECT 'external ' || 40 + 2"],
+        &[
+            "database",
+            "connect",
+            "-p",
+            &project,
+            "-e",
+            ENVIRONMENT,
+            "legacy",
+            "--",
+            "-X",
+            "-tAc",
+            "SELECT 'external ' || 40 + 2",
+        ],
     )
     .expect_success();
     assert_eq!(ran.stdout.trim(), "external 42", "{ran}");
+}
+
+/// The host port `container` publishes its only port on.
+#[track_caller]
+fn published_port(container: &str) -> String {
+    let published = docker(&["port", container]);
+    published
+        .lines()
+        .find_map(|line| line.split_once(" -> ").and_then(|(_, host)| host.rsplit_once(':')))
+        .map(|(_, port)| port.trim().to_owned())
+        .unwrap_or_else(|| panic!("{container} publishes a port: {published}"))
+}
+
+#[test]
+fn external_mariadb_and_redis_credentials_are_checked_too() {
+    require_image("berth/mariadb:10.11");
+    require_image("berth/redis:7.0");
+    let server = TestServer::start(berth_binary(), Default::default());
+    let project = unique_name("dbextcheck2");
+    server.create_project_and_environment(&project, ENVIRONMENT);
+    let password = format!("ext{}", random_uuid().replace('-', ""));
+    let mut guard = ContainerGuard::new();
+
+    let mariadb = unique_name("dbextcheck-mariadb");
+    let environment: Vec<String> = [
+        "MARIADB_USER=app".to_owned(),
+        format!("MARIADB_PASSWORD={password}"),
+        "MARIADB_DATABASE=shop".to_owned(),
+        format!("MARIADB_ROOT_PASSWORD={password}"),
+    ]
+    .into();
+    let mut args = vec!["-p", "127.0.0.1::3306"];
+    for entry in &environment {
+        args.extend(["-e", entry.as_str()]);
+    }
+    args.push("berth/mariadb:10.11");
+    guard.run(&mariadb, &args);
+    let redis = unique_name("dbextcheck-redis");
+    guard.run(
+        &redis,
+        &[
+            "-p",
+            "127.0.0.1::6379",
+            "berth/redis:7.0",
+            "redis-server",
+            "--requirepass",
+            &password,
+            "--protected-mode",
+            "no",
+        ],
+    );
+    wait_for_answer(READY_DEADLINE, "the external MariaDB", || {
+        test_support::databases::try_mariadb(&mariadb, "app", "shop", "SELECT 1")
+    });
+    let (mariadb_port, redis_port) = (published_port(&mariadb), published_port(&redis));
+    let create = |name: &str, engine: &str, url: &str| {
+        berth(
+            &server,
+            server.token(),
+            &[
+                "database",
+                "create",
+                "-p",
+                &project,
+                "-e",
+                ENVIRONMENT,
+                name,
+                "--engine",
+                engine,
+                "--mode",
+                "external",
+                "--external-url",
+                url,
+            ],
+        )
+    };
+
+    let refused =
+        create("shop", "mariadb", &format!("mysql://app:wrong-pw@127.0.0.1:{mariadb_port}/shop"))
+            .expect_failure();
+    assert!(
+        refused.stderr.contains(&format!(
+            r#"authentication failed for user "app" at 127.0.0.1:{mariadb_port}"#
+        )),
+        "{refused}"
+    );
+    let refused =
+        create("shop", "mariadb", &format!("mysql://app:{password}@127.0.0.1:{mariadb_port}/nope"))
+            .expect_failure();
+    // MariaDB answers "access denied" for a database the user may not see.
+    assert!(
+        refused.stderr.contains(r#"database "nope" does not exist"#)
+            || refused.stderr.contains(r#"authentication failed for user "app""#),
+        "{refused}"
+    );
+    assert!(!refused.combined().contains(&password), "{refused}");
+    let refused = create("cache", "redis", &format!("redis://:wrong-pw@127.0.0.1:{redis_port}/0"))
+        .expect_failure();
+    assert!(
+        refused.stderr.contains(&format!(
+            r#"authentication failed for user "default" at 127.0.0.1:{redis_port}"#
+        )),
+        "{refused}"
+    );
+    let listed = berth(
+        &server,
+        server.token(),
+        &["database", "list", "-p", &project, "-e", ENVIRONMENT, "--output", "json"],
+    )
+    .expect_success();
+    assert_eq!(listed.json(), serde_json::json!([]), "nothing recorded: {listed}");
+
+    create("shop", "mariadb", &format!("mysql://app:{password}@127.0.0.1:{mariadb_port}/shop"))
+        .expect_success();
+    create("cache", "redis", &format!("redis://:{password}@127.0.0.1:{redis_port}/0"))
+        .expect_success();
 }

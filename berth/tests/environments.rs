@@ -5,7 +5,8 @@
 //!   running), its database rows and its volume files; its host answers 503 and a deploy is
 //!   refused with the command that fixes it; start brings it back (served, same data);
 //!   redeploy queues a new deployment; delete without `--yes` (no terminal) changes nothing;
-//!   with `--yes` nothing labelled for the environment remains, while decoys survive (an
+//!   with `--yes --final-backup` its database is backed up first (the file stays) and
+//!   nothing labelled for the environment remains, while decoys survive (an
 //!   unmanaged volume carrying its id, another environment of the same project that keeps
 //!   serving).
 //! - clone without data: the configuration is equal (applications, variables of every scope,
@@ -208,6 +209,11 @@ fn stop_start_redeploy_and_delete_an_environment() {
     let stopped = project.cli(&server, &["environment", "stop", "production"]).expect_success();
     assert!(stopped.stdout.contains("stopped"), "{stopped}");
     assert_eq!(environment_field(&server, &project.name, "production", "status"), "stopped");
+    let status = project
+        .cli(&server, &["status", "--environment", "production", "--output", "json"])
+        .expect_success()
+        .json();
+    assert_eq!(status["applications"][0]["status"], "stopped", "{status:#}");
     assert!(!container_running(&database), "the database container is stopped");
     assert!(!container_running(&web), "the application container is stopped");
     assert!(try_docker(&["inspect", &web]).is_ok(), "the application container is kept");
@@ -255,7 +261,18 @@ fn stop_start_redeploy_and_delete_an_environment() {
     assert!(unconfirmed.combined().contains("--yes"), "{unconfirmed}");
     assert_eq!(environment_field(&server, &project.name, "production", "status"), "active");
     assert_eq!(server.proxy_get(&host, "/").status, 200);
-    project.cli(&server, &["environment", "delete", "production", "--yes"]).expect_success();
+    let deleted = project
+        .cli(&server, &["environment", "delete", "production", "--final-backup", "--yes"])
+        .expect_success();
+    let backup_line = deleted
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("final backup of main: "))
+        .unwrap_or_else(|| panic!("the final backup's location is printed:\n{deleted}"));
+    let location = backup_line.trim_start_matches("final backup of main: ");
+    if location.starts_with('/') {
+        assert!(Path::new(location).is_file(), "the final backup is kept at {location}");
+    }
     let label = format!("berth.environment={production_id}");
     let remaining = wait_for(DELETE_DEADLINE, "nothing labelled for production", || {
         let left = labelled_objects(&label);

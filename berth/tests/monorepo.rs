@@ -246,7 +246,16 @@ fn a_push_redeploys_only_the_applications_whose_watched_files_changed() {
     );
     let queued = deliver_push(&server, &project, &url, &first_commit, &second_commit);
     assert!(!queued.is_empty(), "the push queued a deployment");
-    for pushed in wait_finished(&server, &queued) {
+    let pushed_deployments = wait_finished(&server, &queued);
+    assert!(
+        pushed_deployments.iter().any(|d| d["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["application"] == "web")),
+        "the push deployment covers web and records why it was skipped: {pushed_deployments:#?}"
+    );
+    for pushed in pushed_deployments {
         assert_eq!(pushed["status"], "succeeded", "{pushed:#}");
         assert!(pushed["trigger"].as_str().unwrap().starts_with("push"), "{pushed:#}");
         if pushed["steps"].as_array().unwrap().iter().any(|s| s["application"] == "web") {

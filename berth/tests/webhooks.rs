@@ -465,7 +465,8 @@ fn a_pushed_feature_branch_gets_its_own_environment_until_it_is_deleted() {
     assert_eq!(status, 200, "{answer:#}");
     assert!(queued_ids(&answer).is_empty(), "{answer:#}");
 
-    let feature = commit_files(&bare, &[("index.html", "login page\n")], "feature/Login");
+    // A new branch starts as an orphan here: give it the whole site.
+    let feature = commit_files(&bare, &pairs(&site("login page", &build_id)), "feature/Login");
     let body = github_push(&url, "feature/Login", ZERO_COMMIT, &feature);
     let (status, answer) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
@@ -474,14 +475,14 @@ fn a_pushed_feature_branch_gets_its_own_environment_until_it_is_deleted() {
         answer["message"].as_str().unwrap().contains("created environment feature-login"),
         "{answer:#}"
     );
-    let environment = environment(&server, &project, "feature-login").unwrap();
-    assert_eq!(environment["branch"], "feature/Login", "{environment:#}");
+    let created = environment(&server, &project, "feature-login").unwrap();
+    assert_eq!(created["branch"], "feature/Login", "{created:#}");
     wait_succeeded(&server, &queued_ids(&answer));
     let feature_host = server.app_host(&project, "feature-login", "web");
     wait_served(&server, &feature_host, "login page");
     let production_host = server.app_host(&project, "production", "web");
     assert!(server.proxy_get(&production_host, "/").body.contains("main page"));
-    let environment_id = environment["id"].as_str().unwrap().to_owned();
+    let environment_id = created["id"].as_str().unwrap().to_owned();
 
     // Deleting the branch deletes the environment and everything labelled for it.
     #[allow(clippy::disallowed_methods)]

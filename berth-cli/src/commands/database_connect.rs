@@ -64,7 +64,8 @@ pub(crate) async fn run(
         open_tunnel(context.client.clone(), format!("{database_path}/tunnel"), args.local_port)
             .await?;
     let client = client_command(&credentials, tunnel.address.port(), &args.client_args)?;
-    let program = if args.no_client { None } else { find_on_path(client.programs, path_variable()) };
+    let program =
+        if args.no_client { None } else { find_on_path(client.programs, path_variable()) };
     let Some(program) = program else {
         print_details(context, &credentials, tunnel.address, &args)?;
         let command_line = client.display(client.programs[0], args.show_password, &credentials);
@@ -133,9 +134,9 @@ async fn open_tunnel(
             Some("choose another --local-port, or leave it out to use a free port".into()),
         )
     })?;
-    let address = listener
-        .local_addr()
-        .map_err(|error| CliError::failed(format!("cannot read the tunnel's port: {error}"), None))?;
+    let address = listener.local_addr().map_err(|error| {
+        CliError::failed(format!("cannot read the tunnel's port: {error}"), None)
+    })?;
     let (sender, failures) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         loop {
@@ -192,7 +193,16 @@ fn client_command(
     let mut command = match credentials.engine.as_str() {
         "postgresql" => ClientCommand {
             programs: &["psql"],
-            args: vec!["-h".into(), host, "-p".into(), port, "-U".into(), user, "-d".into(), database],
+            args: vec![
+                "-h".into(),
+                host,
+                "-p".into(),
+                port,
+                "-U".into(),
+                user,
+                "-d".into(),
+                database,
+            ],
             password_variable: "PGPASSWORD",
         },
         "mariadb" | "mysql" => ClientCommand {
@@ -246,11 +256,8 @@ impl ClientCommand {
         show_password: bool,
         credentials: &DatabaseCredentials,
     ) -> String {
-        let password = if show_password {
-            shell_quote(&credentials.password)
-        } else {
-            "PASSWORD".to_owned()
-        };
+        let password =
+            if show_password { shell_quote(&credentials.password) } else { "PASSWORD".to_owned() };
         let mut words = vec![format!("{}={password}", self.password_variable), program.to_owned()];
         words.extend(self.args.iter().map(|arg| shell_quote(arg)));
         words.join(" ")
@@ -336,7 +343,10 @@ fn details_text(
         ("port", address.port().to_string()),
         ("user", credentials.user.clone()),
         ("database", credentials.database.clone()),
-        ("password", password.map_or_else(|| "(hidden: add --show-password)".to_owned(), str::to_owned)),
+        (
+            "password",
+            password.map_or_else(|| "(hidden: add --show-password)".to_owned(), str::to_owned),
+        ),
     ]));
     text
 }

@@ -36,7 +36,10 @@ fn each_engine_gets_its_client_with_the_password_in_the_environment() {
             spec.env,
             vec![(OsString::from(command.password_variable), OsString::from("pa'ss word"))]
         );
-        lines.push(format!("{engine}: {}", command.display(command.programs[0], false, &credentials)));
+        lines.push(format!(
+            "{engine}: {}",
+            command.display(command.programs[0], false, &credentials)
+        ));
     }
     expect![[r#"
         postgresql: PGPASSWORD=PASSWORD psql -h 127.0.0.1 -p 40123 -U main -d main -c 'select 1'
@@ -59,7 +62,10 @@ fn the_password_is_shown_quoted_only_when_asked_for() {
 #[test]
 fn an_unknown_engine_is_named() {
     let error = client_command(&credentials("cassandra", "u", "d"), 5, &[]).unwrap_err();
-    assert_eq!(error.to_string(), r#"this berth does not know a client for the engine "cassandra""#);
+    assert_eq!(
+        error.to_string(),
+        r#"this berth does not know a client for the engine "cassandra""#
+    );
 }
 
 #[test]
@@ -96,5 +102,7 @@ fn details_hide_the_password_unless_asked() {
         password: (hidden: add --show-password)
     "#]]
     .assert_eq(&details_text(&credentials, address, None));
-    assert!(details_text(&credentials, address, Some("pa'ss word")).contains("password: pa'ss word"));
+    assert!(
+        details_text(&credentials, address, Some("pa'ss word")).contains("password: pa'ss word")
+    );
 }

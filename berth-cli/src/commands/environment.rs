@@ -64,7 +64,7 @@ pub(crate) async fn run(
                 ),
                 path: paths::environment(&project, &args.name)?,
                 query: args.final_backup.then_some("final_backup=true"),
-                on_accepted: None,
+                on_accepted: Some(final_backups_text),
                 confirmed: args.confirm.yes,
                 list_command: format!("berth environment list --project {project}"),
                 name: args.name,
@@ -93,6 +93,17 @@ pub(crate) async fn run(
         EnvironmentCommand::Preview(command) => super::preview::run(context, command).await?,
     }
     Ok(())
+}
+
+/// The final backups a deletion took, one line each.
+fn final_backups_text(answer: &serde_json::Value) -> Option<String> {
+    let backups = answer["final_backups"].as_array().filter(|b| !b.is_empty())?;
+    let lines: Vec<String> = backups
+        .iter()
+        .filter_map(|b| b.as_str())
+        .map(|b| format!("final backup of {b}\n"))
+        .collect();
+    Some(lines.concat())
 }
 
 /// `stop` and `start`: one request that returns once every container stopped or started.
@@ -239,5 +250,72 @@ mod tests {
             no environments in project empty yet: create one with `berth environment create --project empty NAME`
         "#]]
         .assert_eq(&empty.transcript());
+    }
+
+    #[tokio::test]
+    async fn stop_clone_and_preview_list_say_what_happened() {
+        let copy = json!({"id": "e2", "project": "shop", "name": "copy", "mode": "staging",
+            "branch": "main", "status": "active", "created_at": "2024-05-01T10:00:00Z"});
+        let stopped = json!({"environment": copy, "containers": ["a", "b"],
+            "message": "environment prod stopped (2 container(s) stopped); its data is kept"});
+        let cloned = json!({"environment": copy, "deployment": null,
+            "steps": ["created environment copy (branch main)", "database main: created with new credentials"]});
+        let previews = json!({"project": "shop", "environment": "prod",
+            "settings": {"with_data": false, "max_previews": 2, "expire_after_seconds": 172800, "allow_forks": false},
+            "previews": [{"environment": "pr-7", "number": 7, "head_branch": "feature",
+                "head_commit": "0123456789abcdef", "from_fork": false,
+                "created_at": "2024-05-01T10:00:00Z", "idle_seconds": 42}],
+            "refusals": [{"number": 9, "head_branch": "x", "reason": "the limit of 2 concurrent preview(s) of prod is reached",
+                "created_at": "2024-05-01T11:00:00Z"}]});
+        let stub = StubServer::start(vec![
+            (
+                "POST /api/v1/projects/shop/environments/prod/stop",
+                vec![Reply::value(200, &stopped)],
+            ),
+            (
+                "POST /api/v1/projects/shop/environments/prod/clone",
+                vec![Reply::value(201, &cloned)],
+            ),
+            (
+                "GET /api/v1/projects/shop/environments/prod/previews",
+                vec![Reply::value(200, &previews)],
+            ),
+        ])
+        .await;
+        let stop =
+            run_cli(&stub.url, &["env", "stop", "-p", "shop", "prod"], "", Terminals::default())
+                .await;
+        expect![[r#"
+            environment prod stopped (2 container(s) stopped); its data is kept
+        "#]]
+        .assert_eq(&stop.transcript());
+        let args =
+            ["env", "clone", "-p", "shop", "prod", "copy", "--mode", "staging", "--no-deploy"];
+        let clone = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        assert!(
+            clone.transcript().contains("database main: created with new credentials"),
+            "{}",
+            clone.transcript()
+        );
+        assert!(clone
+            .transcript()
+            .contains("cloned environment prod into copy (staging, branch main)"));
+        assert_eq!(
+            stub.bodies("POST /api/v1/projects/shop/environments/prod/clone"),
+            [r#"{"name":"copy","branch":null,"mode":"staging","with_data":false,"deploy":false}"#]
+        );
+        let list = run_cli(
+            &stub.url,
+            &["env", "preview", "list", "-p", "shop", "prod"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        let text = list.transcript();
+        for expected in
+            ["max 2 preview(s)", "pr-7", "#7", "0123456789ab", "42 s", "#9", "limit of 2"]
+        {
+            assert!(text.contains(expected), "{expected} missing:\n{text}");
+        }
     }
 }

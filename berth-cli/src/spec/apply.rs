@@ -1,11 +1,12 @@
 //! `berth apply -f berth.toml [--dry-run] [--prune] [--deploy]`.
 //!
 //! Expected flow: read and validate the whole file (every problem reported at once), read
-//! the project's current state from the server, compute the plan (`diff`), and refuse
-//! before the first write when the plan holds something the API cannot do, a referenced
-//! secret is missing at a scope that already exists, or an external database's URL is not
-//! in the environment. Then print the diff, and (unless `--dry-run`) apply it change by
-//! change in dependency order. `--prune` deletions are listed first and confirmed (`--yes`
+//! the project's current state from the server, compute the plan (`diff`) and print it.
+//! Then refuse, before the first write, when the plan holds something the API cannot do,
+//! a referenced secret is missing at a scope that already exists, or an external
+//! database's URL is not in the environment (a `--dry-run` fails the same way: the apply
+//! would). Otherwise (unless `--dry-run`) apply the changes one by one in dependency
+//! order. `--prune` deletions are listed first and confirmed (`--yes`
 //! without a terminal). `--deploy` then deploys, and waits for, every environment the
 //! apply changed; without it the `berth deploy` commands to run are printed.
 //!
@@ -37,10 +38,13 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
     let project = spec.project.clone();
     let current = remote::fetch(&context.client, &project).await?;
     let plan = plan(&spec, current.as_ref(), args.prune);
+    // The diff first: it is the context of a refusal.
+    print_plan(context, &plan, args.prune)?;
     refuse_what_cannot_be_done(&plan, &project, &args.file)?;
     let mut external_urls = Vec::new();
     for change in &plan.changes {
-        if let Operation::CreateDatabase { url_from: Some(variable), body, .. } = &change.operation {
+        if let Operation::CreateDatabase { url_from: Some(variable), body, .. } = &change.operation
+        {
             match lookup_env(variable) {
                 Some(url) => external_urls.push((body.name.clone(), url)),
                 None => {
@@ -59,7 +63,6 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
         }
     }
 
-    print_plan(context, &plan, args.prune)?;
     if plan.changes.is_empty() {
         return Ok(());
     }
@@ -102,10 +105,14 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
             });
         }
     }
-    context.console.println(&format!("applied {} changes", plan.changes.len()))?;
+    let count = plan.changes.len();
+    context
+        .console
+        .println(&format!("applied {count} change{}", if count == 1 { "" } else { "s" }))?;
     report_new_scope_secrets(context, &plan, &project)?;
 
-    let changed_environments = changed_environments(&plan);
+    let all_environments: Vec<String> = spec.environments.keys().cloned().collect();
+    let changed_environments = changed_environments(&plan, &all_environments);
     if args.deploy {
         if plan.missing_secrets.iter().any(|missing| missing.scope_is_new) {
             return Err(CliError::failed(
@@ -133,10 +140,16 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
 }
 
 /// The environments whose configuration this plan changes (deleted ones excepted): the
-/// ones to deploy.
-fn changed_environments(plan: &Plan) -> BTreeSet<String> {
+/// ones to deploy. A project variable changes every environment of the file.
+fn changed_environments(plan: &Plan, all_environments: &[String]) -> BTreeSet<String> {
     let mut environments = BTreeSet::new();
     for change in &plan.changes {
+        if let Operation::SetVariable { scope: super::diff::ScopeRef::Project, .. }
+        | Operation::DeleteVariable { scope: super::diff::ScopeRef::Project, .. } =
+            &change.operation
+        {
+            environments.extend(all_environments.iter().cloned());
+        }
         let environment = match &change.operation {
             Operation::CreateEnvironment(body) => Some(&body.name),
             Operation::CreateDatabase { environment, .. }

@@ -177,7 +177,9 @@ fn duration_secs(value: &Value) -> Option<f64> {
 /// An HTTP health check from `test: ["CMD", "curl", "-f", "http://localhost:8080/health"]`.
 fn health_check(value: &Value) -> Option<HealthCheckSpec> {
     let test = match value.get("test")? {
-        Value::Sequence(items) => items.iter().filter_map(scalar_text).collect::<Vec<_>>().join(" "),
+        Value::Sequence(items) => {
+            items.iter().filter_map(scalar_text).collect::<Vec<_>>().join(" ")
+        }
         other => scalar_text(other)?,
     };
     let start = test.find("http://localhost").or_else(|| test.find("http://127.0.0.1"))?;
@@ -274,7 +276,8 @@ pub(crate) fn convert(text: &str, context: &ComposeContext) -> Result<Conversion
                 "{key} (top level): {}",
                 match key {
                     "networks" => "Berth gives each environment its own network",
-                    "volumes" => "named volumes become application volumes where services mount them",
+                    "volumes" =>
+                        "named volumes become application volumes where services mount them",
                     _ => "not supported; use Berth secrets (`berth env-var set --secret`)",
                 }
             ));
@@ -291,7 +294,8 @@ pub(crate) fn convert(text: &str, context: &ComposeContext) -> Result<Conversion
         }
         let Some((engine, version)) = database_image(&image) else { continue };
         let shown_version = version.clone().unwrap_or_else(|| "default version".into());
-        converted.push(format!("service {name} ({image}) → database {name} ({engine} {shown_version})"));
+        converted
+            .push(format!("service {name} ({image}) → database {name} ({engine} {shown_version})"));
         if image.contains("mysql") {
             dropped.push(format!("services.{name}.image: MySQL becomes MariaDB {}", "10.11"));
         }
@@ -541,10 +545,16 @@ fn convert_variable(
 
 fn drop_reason(key: &str) -> &'static str {
     match key {
-        "networks" => "Berth gives each environment its own network; services reach each other by name",
+        "networks" => {
+            "Berth gives each environment its own network; services reach each other by name"
+        }
         "restart" => "Berth restarts crashed instances itself",
-        "container_name" | "hostname" => "Berth names containers; services reach each other by service name",
-        "command" | "entrypoint" => "Berth runs the image's CMD/ENTRYPOINT; put the command in the Dockerfile",
+        "container_name" | "hostname" => {
+            "Berth names containers; services reach each other by service name"
+        }
+        "command" | "entrypoint" => {
+            "Berth runs the image's CMD/ENTRYPOINT; put the command in the Dockerfile"
+        }
         "env_file" => "set those variables with `berth env-var import`",
         "labels" => "Berth labels its containers itself",
         _ => "not supported",

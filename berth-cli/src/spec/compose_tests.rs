@@ -96,16 +96,16 @@ fn a_compose_file_becomes_a_spec() {
         dockerfile_path = "Dockerfile.prod"
         port = 8080
         depends_on = ["db"]
-        build_args= { NODE_ENV = "production" }
-        health_check= { kind = "http", path = "/healthz", expected_status = "200-399", start_delay_secs = 0.0, interval_secs = 5.0, timeout_secs = 2.0, failure_threshold = 5 }
-        volumes= [{ name = "uploads-data", path = "/srv/uploads", size_gb = 1 }]
+        build_args = { NODE_ENV = "production" }
+        health_check = { kind = "http", path = "/healthz", expected_status = "200-399", start_delay_secs = 0.0, interval_secs = 5.0, timeout_secs = 2.0, failure_threshold = 5 }
+        volumes = [{ name = "uploads-data", path = "/srv/uploads", size_gb = 1 }]
 
         [environments.production.applications.web.variables]
+        CACHE_HOST = { alias = "BERTH_DATABASE_CACHE_HOST" }
+        DATABASE_URL = { alias = "BERTH_DATABASE_DB_URL" }
         LOG_LEVEL = "info"
+        STRIPE_API_KEY = { secret = true }
         WORKERS = "4"
-        CACHE_HOST= { alias = "BERTH_DATABASE_CACHE_HOST" }
-        DATABASE_URL= { alias = "BERTH_DATABASE_DB_URL" }
-        STRIPE_API_KEY= { secret = true }
 
         [environments.production.applications.worker]
         image = "registry.example.com/shop/worker:2"
@@ -115,7 +115,7 @@ fn a_compose_file_becomes_a_spec() {
 
         [environments.production.applications.worker.variables]
         QUEUE = "default"
-        SESSION_SECRET= { secret = true }
+        SESSION_SECRET = { secret = true }
     "##]]
     .assert_eq(&render(&conversion.spec).unwrap());
     expect![[r#"
@@ -143,14 +143,26 @@ fn a_compose_file_becomes_a_spec() {
     .assert_debug_eq(&conversion.dropped);
     assert_eq!(
         conversion.secrets,
-        [("web".to_owned(), "STRIPE_API_KEY".to_owned()), ("worker".into(), "SESSION_SECRET".into())]
+        [
+            ("web".to_owned(), "STRIPE_API_KEY".to_owned()),
+            ("worker".into(), "SESSION_SECRET".into())
+        ]
     );
 }
 
 #[test]
 fn database_images_and_their_versions() {
-    let cases = ["postgres:15", "postgres:16.2-bookworm", "mariadb:10.11", "mysql:8", "redis", "library/redis:7.2", "nginx"];
-    let seen: Vec<String> = cases.iter().map(|image| format!("{image} → {:?}", database_image(image))).collect();
+    let cases = [
+        "postgres:15",
+        "postgres:16.2-bookworm",
+        "mariadb:10.11",
+        "mysql:8",
+        "redis",
+        "library/redis:7.2",
+        "nginx",
+    ];
+    let seen: Vec<String> =
+        cases.iter().map(|image| format!("{image} → {:?}", database_image(image))).collect();
     expect![[r#"
         [
             "postgres:15 → Some((\"postgresql\", None))",

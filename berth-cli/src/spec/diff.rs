@@ -61,14 +61,39 @@ pub(crate) enum Operation {
     CreateProject,
     CreateEnvironment(CreateEnvironment),
     /// `url_from`: the environment variable holding an external database's URL.
-    CreateDatabase { environment: String, body: CreateDatabase, url_from: Option<String> },
-    CreateApplication { environment: String, body: Box<CreateApplication> },
-    UpdateApplication { environment: String, name: String, body: Box<UpdateApplication> },
-    SetVariable { scope: ScopeRef, body: SetVariable },
-    DeleteVariable { scope: ScopeRef, name: String },
-    DeleteApplication { environment: String, name: String },
-    DeleteDatabase { environment: String, name: String },
-    DeleteEnvironment { name: String },
+    CreateDatabase {
+        environment: String,
+        body: CreateDatabase,
+        url_from: Option<String>,
+    },
+    CreateApplication {
+        environment: String,
+        body: Box<CreateApplication>,
+    },
+    UpdateApplication {
+        environment: String,
+        name: String,
+        body: Box<UpdateApplication>,
+    },
+    SetVariable {
+        scope: ScopeRef,
+        body: SetVariable,
+    },
+    DeleteVariable {
+        scope: ScopeRef,
+        name: String,
+    },
+    DeleteApplication {
+        environment: String,
+        name: String,
+    },
+    DeleteDatabase {
+        environment: String,
+        name: String,
+    },
+    DeleteEnvironment {
+        name: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,7 +225,9 @@ pub(crate) fn plan(desired: &ProjectSpec, current: Option<&ProjectSpec>, prune: 
                 action: if have.is_some() { Action::Update } else { Action::Create },
                 resource,
                 details: match have {
-                    Some(have) => vec![format!("{} → {}", show_variable(have), show_variable(value))],
+                    Some(have) => {
+                        vec![format!("{} → {}", show_variable(have), show_variable(value))]
+                    }
                     None => vec![show_variable(value)],
                 },
                 operation: Operation::SetVariable { scope: scope.clone(), body },
@@ -221,7 +248,10 @@ pub(crate) fn plan(desired: &ProjectSpec, current: Option<&ProjectSpec>, prune: 
                     action: Action::Delete,
                     resource,
                     details: vec![show_variable(value)],
-                    operation: Operation::DeleteVariable { scope: scope.clone(), name: name.clone() },
+                    operation: Operation::DeleteVariable {
+                        scope: scope.clone(),
+                        name: name.clone(),
+                    },
                 });
             } else {
                 plan.unmanaged.push(resource);
@@ -230,7 +260,13 @@ pub(crate) fn plan(desired: &ProjectSpec, current: Option<&ProjectSpec>, prune: 
     };
 
     let project_variables = (!project_is_new).then_some(&current.variables);
-    variable_diff(ScopeRef::Project, &desired.variables, project_variables, &mut plan, &mut deletions);
+    variable_diff(
+        ScopeRef::Project,
+        &desired.variables,
+        project_variables,
+        &mut plan,
+        &mut deletions,
+    );
 
     for (environment_name, environment) in &desired.environments {
         let existing = current.environments.get(environment_name);
@@ -277,11 +313,19 @@ pub(crate) fn plan(desired: &ProjectSpec, current: Option<&ProjectSpec>, prune: 
             };
             let have = existing.and_then(|have| have.applications.get(&application_name));
             match have {
-                None => applications.push(create_application(environment_name, &application_name, application)),
+                None => applications.push(create_application(
+                    environment_name,
+                    &application_name,
+                    application,
+                )),
                 Some(have) => {
-                    if let Some(change) =
-                        update_application(environment_name, &application_name, application, have, &mut plan)
-                    {
+                    if let Some(change) = update_application(
+                        environment_name,
+                        &application_name,
+                        application,
+                        have,
+                        &mut plan,
+                    ) {
                         application_updates.push(change);
                     }
                 }
@@ -427,11 +471,8 @@ fn diff_databases(
 }
 
 fn create_database(environment: &str, name: &str, database: &DatabaseSpec) -> Change {
-    let mut details = vec![format!(
-        "{} {}",
-        database.engine,
-        database.version.as_deref().unwrap_or("default")
-    )];
+    let mut details =
+        vec![format!("{} {}", database.engine, database.version.as_deref().unwrap_or("default"))];
     details.push(database.mode.clone());
     if let Some(storage) = database.storage_gb {
         details.push(format!("{storage} GB"));

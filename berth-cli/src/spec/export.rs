@@ -18,8 +18,9 @@ const HEADER: &str = "# Berth spec file written by `berth export`; see docs/spec
 
 /// The TOML text of a spec, with the header comment.
 pub(crate) fn render(spec: &ProjectSpec) -> Result<String, CliError> {
-    let failed =
-        |error: &dyn std::fmt::Display| CliError::failed(format!("cannot write the spec as TOML: {error}"), None);
+    let failed = |error: &dyn std::fmt::Display| {
+        CliError::failed(format!("cannot write the spec as TOML: {error}"), None)
+    };
     let body = toml::to_string(spec).map_err(|error| failed(&error))?;
     let mut document: toml_edit::DocumentMut = body.parse().map_err(|error| failed(&error))?;
     inline_small_tables(document.as_table_mut(), None);

@@ -216,7 +216,10 @@ impl Validator<'_> {
                         "a database of this environment has the same name; services reach each other by name, so give them different names",
                     );
                 }
-                self.application(&[base[0], base[1], "applications", application_name], application);
+                self.application(
+                    &[base[0], base[1], "applications", application_name],
+                    application,
+                );
             }
             self.dependencies(name, environment);
         }
@@ -251,9 +254,11 @@ impl Validator<'_> {
     }
 
     fn database(&mut self, path: &[&str], database: &mut DatabaseSpec) {
-        let at = |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
+        let at =
+            |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
         self.check(&path[..path.len()], ResourceName::parse(path[path.len() - 1]));
-        let Some(engine) = self.check(&at("engine"), DatabaseEngine::parse(&database.engine)) else {
+        let Some(engine) = self.check(&at("engine"), DatabaseEngine::parse(&database.engine))
+        else {
             return;
         };
         database.engine = engine.as_str().to_owned();
@@ -263,7 +268,10 @@ impl Validator<'_> {
         match database.mode.as_str() {
             "container" => {
                 if database.url.is_some() {
-                    self.problem(&at("url"), "`url` is for external databases: add `mode = \"external\"` or remove it");
+                    self.problem(
+                        &at("url"),
+                        "`url` is for external databases: add `mode = \"external\"` or remove it",
+                    );
                 }
                 let storage = database.storage_gb.unwrap_or(1);
                 if !(1..=16_384).contains(&storage) {
@@ -293,7 +301,8 @@ impl Validator<'_> {
     }
 
     fn application(&mut self, path: &[&str], application: &mut ApplicationSpec) {
-        let at = |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
+        let at =
+            |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
         self.check(path, ResourceName::parse(path[path.len() - 1]));
         match (&application.git, &application.image) {
             (Some(git), None) => {
@@ -353,11 +362,17 @@ impl Validator<'_> {
         self.health_check(&at("health_check"), &mut application.health_check);
         let mut seen: Vec<(String, String)> = Vec::new();
         for volume in &application.volumes {
-            let parsed = ApplicationVolume::parse(&format!("{}:{}", volume.name, volume.path), volume.size_gb);
+            let parsed = ApplicationVolume::parse(
+                &format!("{}:{}", volume.name, volume.path),
+                volume.size_gb,
+            );
             if let Some(parsed) = self.check(&at("volumes"), parsed) {
                 let (name, mount) = (parsed.name.to_string(), parsed.path.clone());
                 if seen.iter().any(|(n, p)| *n == name || *p == mount) {
-                    self.problem(&at("volumes"), format!("volume {name} or its path {mount} is given twice"));
+                    self.problem(
+                        &at("volumes"),
+                        format!("volume {name} or its path {mount} is given twice"),
+                    );
                 }
                 seen.push((name, mount));
             }
@@ -377,16 +392,15 @@ impl Validator<'_> {
     /// Each dependency is a service of the same environment, and there is no cycle (the
     /// API refuses both; finding them here keeps apply all-or-nothing).
     fn dependencies(&mut self, environment_name: &str, environment: &mut EnvironmentSpec) {
-        let services: Vec<String> = environment
-            .applications
-            .keys()
-            .chain(environment.databases.keys())
-            .cloned()
-            .collect();
+        let services: Vec<String> =
+            environment.applications.keys().chain(environment.databases.keys()).cloned().collect();
         for (name, application) in &mut environment.applications {
-            let path = ["environments", environment_name, "applications", name.as_str(), "depends_on"];
+            let path =
+                ["environments", environment_name, "applications", name.as_str(), "depends_on"];
             let mut normalized: Vec<String> = Vec::new();
-            for dependency in application.depends_on.iter().flat_map(|d| d.split(',')).map(str::trim) {
+            for dependency in
+                application.depends_on.iter().flat_map(|d| d.split(',')).map(str::trim)
+            {
                 if dependency.is_empty() || normalized.iter().any(|seen| seen == dependency) {
                     continue;
                 }
@@ -411,12 +425,14 @@ impl Validator<'_> {
     }
 
     fn health_check(&mut self, path: &[&str], check: &mut HealthCheckSpec) {
-        let at = |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
+        let at =
+            |field: &'static str| -> Vec<&str> { path.iter().copied().chain([field]).collect() };
         let probe = match check.kind.as_str() {
             "tcp" => {
-                for (field, given) in
-                    [("path", check.path.is_some()), ("expected_status", check.expected_status.is_some())]
-                {
+                for (field, given) in [
+                    ("path", check.path.is_some()),
+                    ("expected_status", check.expected_status.is_some()),
+                ] {
                     if given {
                         self.problem(&at(field), "applies to `kind = \"http\"` health checks only");
                     }
@@ -426,15 +442,23 @@ impl Validator<'_> {
             "http" => {
                 let path_value = check.path.get_or_insert_with(|| "/".into()).clone();
                 let range = check.expected_status.clone().unwrap_or_else(|| "200-399".into());
-                let Some((min, max)) = self.check(&at("expected_status"), parse_status_range(&range))
+                let Some((min, max)) =
+                    self.check(&at("expected_status"), parse_status_range(&range))
                 else {
                     return;
                 };
                 check.expected_status = Some(format!("{min}-{max}"));
-                HealthProbe::Http { path: path_value, expected_status_min: min, expected_status_max: max }
+                HealthProbe::Http {
+                    path: path_value,
+                    expected_status_min: min,
+                    expected_status_max: max,
+                }
             }
             other => {
-                self.problem(&at("kind"), format!("unknown health check kind {other:?}: use tcp or http"));
+                self.problem(
+                    &at("kind"),
+                    format!("unknown health check kind {other:?}: use tcp or http"),
+                );
                 return;
             }
         };

@@ -205,3 +205,38 @@ TOKEN = { secret = true, alias = "BERTH_DATABASE_MAIN_URL" }
         "#]],
     );
 }
+
+/// The TOML blocks of a Markdown file that start with `project =`.
+fn spec_blocks(markdown: &str) -> Vec<String> {
+    markdown
+        .split("```toml\n")
+        .skip(1)
+        .filter_map(|block| block.split("```").next())
+        .map(|block| block.trim_start_matches("# berth.toml\n").to_owned())
+        .filter(|block| block.starts_with("project ="))
+        .collect()
+}
+
+#[test]
+fn the_documented_examples_are_valid() {
+    let lookup = |name: &str| (name == "BERTH_DATA_DIR").then(|| "/var/lib/berth".to_owned());
+    let mut checked = 0;
+    for (file, text) in [
+        ("docs/spec.md", include_str!("../../../docs/spec.md")),
+        ("README.md", include_str!("../../../README.md")),
+    ] {
+        for block in spec_blocks(text) {
+            if let Err(errors) = parse_spec(file, &block, &lookup) {
+                panic!("{errors}\n{block}");
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2, "the full example of docs/spec.md and the README's");
+    let example = include_str!("../../../examples/hello/berth.toml");
+    let spec = parse_spec("examples/hello/berth.toml", example, &lookup).unwrap();
+    assert_eq!(
+        spec.environments["production"].applications["hello"].git.as_deref(),
+        Some("file:///var/lib/berth/quickstart-source.git")
+    );
+}

@@ -325,9 +325,9 @@ impl<'de> Deserialize<'de> for VariableSpec {
                     (Some(false), None) => Err(de::Error::custom(
                         "`secret = false` means nothing: give the value as a string instead",
                     )),
-                    (Some(_), Some(_)) => {
-                        Err(de::Error::custom("a variable is either a secret or an alias, not both"))
-                    }
+                    (Some(_), Some(_)) => Err(de::Error::custom(
+                        "a variable is either a secret or an alias, not both",
+                    )),
                     (None, None) => Err(de::Error::custom(
                         "give `secret = true` or `alias = \"BERTH_DATABASE_<NAME>_URL\"`",
                     )),

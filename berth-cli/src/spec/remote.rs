@@ -102,8 +102,7 @@ pub(crate) fn database_spec(database: &Database) -> DatabaseSpec {
         version: Some(database.version.clone()),
         mode: database.mode.clone(),
         storage_gb: if external { None } else { Some(database.storage_gb.unwrap_or(1)) },
-        url: external
-            .then(|| SecretSource { secret: external_url_variable(&database.name) }),
+        url: external.then(|| SecretSource { secret: external_url_variable(&database.name) }),
     }
 }
 

@@ -35,6 +35,7 @@ pub(crate) fn environment(
             (lifecycle, _) => lifecycle.as_str().to_owned(),
         },
         created_at: record.created_at.clone(),
+        final_backups: Vec::new(),
     }
 }
 

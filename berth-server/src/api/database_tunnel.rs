@@ -101,14 +101,13 @@ pub(crate) async fn open_database_tunnel(
             "this endpoint opens a tunnel: send `Connection: Upgrade` and `Upgrade: {DATABASE_TUNNEL_PROTOCOL}` (as `berth database connect` does)"
         )));
     }
-    let target = state
-        .engine
-        .database_tunnel_target(&project, &environment, &record)
-        .await
-        .map_err(|error| match error {
-            TunnelTargetError::Engine(error) => AppError::from(error),
-            other => AppError::Conflict(other.to_string()),
-        })?;
+    let target =
+        state.engine.database_tunnel_target(&project, &environment, &record).await.map_err(
+            |error| match error {
+                TunnelTargetError::Engine(error) => AppError::from(error),
+                other => AppError::Conflict(other.to_string()),
+            },
+        )?;
     let connected =
         tokio::time::timeout(DATABASE_CONNECT_TIMEOUT, TcpStream::connect(target.as_str())).await;
     let mut database_stream = match connected {
@@ -167,9 +166,9 @@ pub(crate) async fn open_database_tunnel(
 /// case-insensitive, as HTTP tokens are).
 fn asks_for_tunnel(headers: &HeaderMap) -> bool {
     let connection_upgrade = headers.get_all(CONNECTION).iter().any(|value| {
-        value
-            .to_str()
-            .is_ok_and(|text| text.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade")))
+        value.to_str().is_ok_and(|text| {
+            text.split(',').any(|token| token.trim().eq_ignore_ascii_case("upgrade"))
+        })
     });
     let protocol = headers
         .get(UPGRADE)

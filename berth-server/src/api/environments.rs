@@ -113,11 +113,13 @@ pub(crate) async fn delete_environment(
         .delete_environment(&project, &environment, query.final_backup)
         .await
         .map_err(environment_error)?;
-    for backup in &backups {
-        tracing::info!(environment = %environment.name, backup = %backup.id, "final backup taken before deleting the environment");
-    }
     environment.lifecycle = berth_store::Lifecycle::Deleting;
-    Ok((StatusCode::ACCEPTED, Json(convert::environment(&project, &environment))))
+    let mut view = convert::environment(&project, &environment);
+    view.final_backups = backups
+        .iter()
+        .map(|(database, backup)| format!("{database}: {}", state.engine.backup_location(backup)))
+        .collect();
+    Ok((StatusCode::ACCEPTED, Json(view)))
 }
 
 /// Stops every container of the environment (applications, then databases, gracefully);
