@@ -7,18 +7,18 @@
 #! 1 when one could not run.
 #!
 #!   bench/run.sh                       all: zero-downtime deploy-overhead redeploy-unchanged memory
-#!                                      clone-with-data
+#!                                      clone-with-data preview
 #!   bench/run.sh deploy-overhead       one
 #!   BENCH_RUNS=9 bench/run.sh deploy-overhead redeploy-unchanged
 #!
 #! Not part of CI: the benchmarks take minutes, load the machine and need the Docker
 #! engine, wrk and berth/busybox:1 (scripts/setup-host.sh, scripts/build-base-images.sh);
-#! clone-with-data needs berth/postgres:15 (build-base-images.sh --with-databases).
+#! clone-with-data and preview need berth/postgres:15 (build-base-images.sh --with-databases).
 set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "$0")" && pwd)
 REPO_ROOT=$(cd "$BENCH_DIR/.." && pwd)
-ALL=(zero-downtime deploy-overhead redeploy-unchanged memory clone-with-data)
+ALL=(zero-downtime deploy-overhead redeploy-unchanged memory clone-with-data preview)
 
 usage() {
   sed -n 's/^#! \{0,1\}//p' "$0"
@@ -30,7 +30,7 @@ names=()
 for arg in "$@"; do
   case "$arg" in
     -h | --help) usage; exit 0 ;;
-    zero-downtime | deploy-overhead | redeploy-unchanged | memory | clone-with-data) names+=("$arg") ;;
+    zero-downtime | deploy-overhead | redeploy-unchanged | memory | clone-with-data | preview) names+=("$arg") ;;
     *) usage >&2; echo "run.sh: unknown benchmark: $arg" >&2; exit 2 ;;
   esac
 done
