@@ -178,7 +178,7 @@ pub struct CreateApplication {
     #[serde(default)]
     pub watch_paths: Vec<String>,
     /// Whether a push to the followed branch deploys it (webhooks, polling); default true.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_deploy: Option<bool>,
 }
 
@@ -232,7 +232,7 @@ pub struct UpdateApplication {
     #[serde(default)]
     pub watch_paths: Option<Vec<String>>,
     /// Whether a push to the followed branch deploys it (webhooks, polling).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_deploy: Option<bool>,
 }
 
@@ -320,10 +320,10 @@ pub struct CreateDatabase {
     #[serde(default)]
     pub storage_gb: Option<u32>,
     /// Scheduled backups: a cron expression in UTC (5 fields, or 6 with seconds first).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_schedule: Option<String>,
     /// How many scheduled backups are kept (default 7).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_retention: Option<u32>,
 }
 

@@ -269,7 +269,10 @@ impl ApiClient {
         if status != StatusCode::SWITCHING_PROTOCOLS {
             return Err(self.error_from(Method::GET, path, status, response, None).await);
         }
-        response.upgrade().await.map_err(|error| ClientError::Transport { detail: error_chain(&error) })
+        response
+            .upgrade()
+            .await
+            .map_err(|error| ClientError::Transport { detail: error_chain(&error) })
     }
 
     async fn send<B: Serialize>(

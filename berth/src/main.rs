@@ -21,7 +21,7 @@ struct Berth {
 #[derive(Debug, Subcommand)]
 enum TopCommand {
     /// Run the control plane: REST API, engine, and (started as its own process) the edge proxy.
-    Server(berth_server::ServerArgs),
+    Server(Box<berth_server::ServerArgs>),
     /// Run the edge proxy (normally started by `berth server`).
     Proxy(berth_server::ProxyArgs),
     #[command(flatten)]
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
         }
         TopCommand::Server(args) => {
             init_logging();
-            runtime.block_on(berth_server::run_server(args))
+            runtime.block_on(berth_server::run_server(*args))
         }
         TopCommand::Proxy(args) => {
             init_logging();

@@ -14,7 +14,9 @@
 //!   the clone is served on its own host with an empty database and volume; from inside the
 //!   clone's application container, its own database answers while the source's database is
 //!   unreachable by name and by IP (isolation). Clone with data: rows and volume files are
-//!   copied, and writing to the clone leaves the source unchanged.
+//!   copied, and writing to the clone leaves the source unchanged. A clone that fails
+//!   part-way (a foreign container stands where its database must start) says why and
+//!   leaves nothing behind; a stopped source refuses `--with-data` before creating anything.
 //!
 //! Every test has its own server and unique project names; waits are on conditions with
 //! deadlines.
@@ -28,8 +30,8 @@ use test_support::databases::{
     container_running, database_container, psql, try_docker, try_psql, VolumeGuard,
 };
 use test_support::harness::{
-    as_pairs, docker, files_in, labelled_objects, unique_name, wait_for, CliOutput, ServerOptions,
-    TestServer,
+    as_pairs, docker, files_in, labelled_objects, unique_name, wait_for, CliOutput, ContainerGuard,
+    ServerOptions, TestServer,
 };
 
 /// Deleting stops the database gracefully before its volume goes.
@@ -442,6 +444,35 @@ fn clone_copies_configuration_then_data_isolated_from_the_source() {
     assert_eq!(psql(&source_db, "main", "main", "SELECT v FROM items ORDER BY v"), "source-row");
     assert_eq!(exec(&source_web, "cat /data/file.txt").trim(), "source-file");
     assert_eq!(postgres_answer_from(&copy2_web, &container_ip(&source_db)), "");
+
+    // All or nothing: a container Berth did not create stands where the clone's database
+    // must start, so the clone fails part-way; it says why, and everything it created goes.
+    let mut foreign = ContainerGuard::new();
+    let in_the_way = project.database("copy3");
+    foreign.run(&in_the_way, &["--network", "none", "berth/busybox:1", "sleep", "600"]);
+    let project_label = format!("berth.project={}", server.project_id(&project.name));
+    let mut before = labelled_objects(&project_label);
+    before.sort();
+    let failed = project
+        .cli(&server, &["environment", "clone", "production", "copy3", "--with-data"])
+        .expect_failure();
+    assert!(
+        failed.combined().contains("clone failed")
+            && failed.combined().contains("without the label"),
+        "{failed}"
+    );
+    wait_for(DELETE_DEADLINE, "the failed clone to be removed with all it created", || {
+        let listed = project
+            .cli(&server, &["environment", "list", "--output", "json"])
+            .expect_success()
+            .json();
+        let mut now = labelled_objects(&project_label);
+        now.sort();
+        (!listed.as_array().unwrap().iter().any(|e| e["name"] == "copy3") && now == before)
+            .then_some(())
+    });
+    assert!(container_running(&in_the_way), "the foreign container is left alone");
+    drop(foreign);
 
     // A stopped source cannot give its data: refused before anything is created.
     project.cli(&server, &["environment", "stop", "production"]).expect_success();

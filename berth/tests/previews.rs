@@ -12,7 +12,8 @@
 //!    refused and recorded; neither gets an environment.
 //! 5. PR #1 closed → nothing labelled for pr-1 remains (containers, networks, volumes) and
 //!    the environment is gone; production keeps serving.
-//! 6. Expiry set to 5 s → pr-2, idle, is deleted with everything labelled for it.
+//! 6. Forks allowed → PR #5 from a fork gets `pr-5`, built from the fork's repository.
+//! 7. Expiry set to 5 s → the idle previews are deleted with everything labelled for them.
 
 #![allow(clippy::unwrap_used)]
 
@@ -319,7 +320,35 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     wait_gone(&server, &project, "pr-1", &pr1_id);
     wait_content(&server, &production_host, "content: version one");
 
-    // Expiry: pr-2 has been idle longer than 5 s once the setting changes.
+    // With forks allowed, a fork's pull request gets a preview built from the fork.
+    server
+        .cli(&[
+            "environment",
+            "preview",
+            "enable",
+            "--project",
+            &project,
+            "production",
+            "--max-previews",
+            "2",
+            "--allow-forks",
+        ])
+        .expect_success();
+    let mut fork = server.fixture_repo(&as_pairs(&files_in(&fixture("env-page"))), "main");
+    let fork_commit = commit_content(&mut fork, "fork-feature", "from the fork");
+    let fork_url = fork.file_url();
+    let pr5 = PullRequest {
+        number: 5,
+        head_branch: "fork-feature",
+        head_commit: &fork_commit,
+        fork: Some(&fork_url),
+    };
+    let answer = deliver(&server, &project, &url, "opened", &pr5);
+    wait_deployed(&server, &answer);
+    wait_content(&server, &server.app_host(&project, "pr-5", "web"), "content: from the fork");
+    let pr5_id = environment_id(&server, &project, "pr-5");
+
+    // Expiry: pr-2 and pr-5 have been idle longer than 5 s once the setting changes.
     server
         .cli(&[
             "environment",
@@ -335,6 +364,7 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
         ])
         .expect_success();
     wait_gone(&server, &project, "pr-2", &pr2_id);
+    wait_gone(&server, &project, "pr-5", &pr5_id);
     let listed =
         cli_json(&server, &["environment", "preview", "list", "--project", &project, "production"]);
     assert!(listed["previews"].as_array().unwrap().is_empty(), "{listed:#}");

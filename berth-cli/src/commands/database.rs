@@ -392,20 +392,28 @@ fn database_fields(database: &Database) -> String {
         ("database", database.database.clone()),
         ("url", database.url.clone()),
         ("variables", database.variables.join(", ")),
-        ("backup schedule", or_dash(database.backup_schedule.clone())),
-        ("next backup", or_dash(database.next_backup_at.as_deref().map(format_timestamp))),
-        ("last backup error", or_dash(database.last_backup_error.clone())),
-        (
-            "backups kept",
-            or_dash(
-                database
-                    .backup_retention
-                    .map(|n| format!("{n} scheduled (manual ones until deleted)")),
-            ),
-        ),
-        ("id", database.id.clone()),
-        ("created", format_timestamp(&database.created_at)),
     ]);
+    if database.mode == "container" {
+        let schedule = match &database.backup_schedule {
+            Some(cron) => format!("{cron} (UTC)"),
+            None => "none (manual backups only)".to_owned(),
+        };
+        fields.push(("backup schedule", schedule));
+        if let Some(next) = &database.next_backup_at {
+            fields.push(("next backup", format_timestamp(next)));
+        }
+        if let Some(retention) = database.backup_retention {
+            fields.push((
+                "backups kept",
+                format!("{retention} newest scheduled (manual until deleted)"),
+            ));
+        }
+        if let Some(error) = &database.last_backup_error {
+            fields.push(("last backup error", format!("{error} (retried every minute)")));
+        }
+    }
+    fields
+        .extend([("id", database.id.clone()), ("created", format_timestamp(&database.created_at))]);
     render_fields(&fields)
 }
 

@@ -277,21 +277,22 @@ async fn list_and_show() {
     )
     .await;
     expect![[r#"
-        name:        main
-        project:     shop
-        environment: prod
-        engine:      postgresql 15
-        mode:        container
-        status:      running
-        storage:     4 GB
-        host:        main
-        port:        5432
-        user:        main
-        database:    main
-        url:         postgresql://main:********@main:5432/main
-        variables:   BERTH_DATABASE_MAIN_URL, BERTH_DATABASE_MAIN_HOST, BERTH_DATABASE_MAIN_PORT, BERTH_DATABASE_MAIN_USER, BERTH_DATABASE_MAIN_PASSWORD, BERTH_DATABASE_MAIN_NAME
-        id:          main-id
-        created:     2024-05-01 10:00:00
+        name:            main
+        project:         shop
+        environment:     prod
+        engine:          postgresql 15
+        mode:            container
+        status:          running
+        storage:         4 GB
+        host:            main
+        port:            5432
+        user:            main
+        database:        main
+        url:             postgresql://main:********@main:5432/main
+        variables:       BERTH_DATABASE_MAIN_URL, BERTH_DATABASE_MAIN_HOST, BERTH_DATABASE_MAIN_PORT, BERTH_DATABASE_MAIN_USER, BERTH_DATABASE_MAIN_PASSWORD, BERTH_DATABASE_MAIN_NAME
+        backup schedule: none (manual backups only)
+        id:              main-id
+        created:         2024-05-01 10:00:00
     "#]]
     .assert_eq(&show.transcript());
 }
@@ -539,9 +540,9 @@ async fn backups_are_listed_newest_first_with_a_short_checksum() {
     )
     .await;
     expect![[r#"
-        ID                                     CREATED               SIZE      REASON   SHA256
-        0b7e5c1a-2f44-4d1e-9a55-3c1f0e2d4b6a   2024-05-02 08:30:00   2.0 GiB   final    9f86d081884c
-        5d1c0f3e-8b2a-4c6d-9e7f-1a2b3c4d5e6f   2024-05-01 10:00:00   900 B     manual   9f86d081884c
+        ID                                     CREATED               SIZE      TRIGGER   STORE   SHA256
+        0b7e5c1a-2f44-4d1e-9a55-3c1f0e2d4b6a   2024-05-02 08:30:00   2.0 GiB   final             9f86d081884c
+        5d1c0f3e-8b2a-4c6d-9e7f-1a2b3c4d5e6f   2024-05-01 10:00:00   900 B     manual            9f86d081884c
     "#]]
     .assert_eq(&listed.transcript());
     let empty = run_cli(
@@ -829,6 +830,78 @@ async fn a_failed_final_backup_deletes_nothing_and_says_why() {
     // No polling after a refusal.
     expect![[r#"
         DELETE /api/v1/projects/shop/environments/prod/databases/main?final_backup=true
+    "#]]
+    .assert_eq(&stub.request_lines());
+}
+
+#[tokio::test]
+async fn update_sends_the_schedule_and_the_retention() {
+    let path = format!("PATCH {DATABASES}/main");
+    let mut updated = database("main", "postgresql", "container", "active");
+    updated["backup_schedule"] = json!("0 3 * * *");
+    updated["backup_retention"] = json!(3);
+    updated["next_backup_at"] = json!("2024-05-02T03:00:00Z");
+    let stub = StubServer::start(vec![(path.as_str(), vec![Reply::value(200, &updated)])]).await;
+    let outcome = run_cli(
+        &stub.url,
+        &[
+            "database",
+            "update",
+            "-p",
+            "shop",
+            "-e",
+            "prod",
+            "main",
+            "--backup-schedule",
+            "0 3 * * *",
+            "--backup-retention",
+            "3",
+        ],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    expect![[r#"
+        updated database main: backups on schedule "0 3 * * *" (UTC), next at 2024-05-02 03:00:00; the newest 3 scheduled backups are kept
+    "#]]
+    .assert_eq(&outcome.transcript());
+    assert_eq!(stub.bodies("PATCH"), [r#"{"backup_schedule":"0 3 * * *","backup_retention":3}"#]);
+
+    // Nothing to change: refused before any request.
+    let stub = StubServer::start(vec![]).await;
+    let nothing = run_cli(
+        &stub.url,
+        &["database", "update", "-p", "shop", "-e", "prod", "main"],
+        "",
+        Terminals::default(),
+    )
+    .await;
+    assert!(!nothing.success);
+    assert!(nothing.stderr.contains("--backup-schedule CRON|none"), "{}", nothing.stderr);
+    assert_eq!(stub.request_lines(), "");
+}
+
+#[tokio::test]
+async fn backup_delete_asks_first_then_sends_the_delete() {
+    let path = format!("DELETE {DATABASES}/main/backups/{BACKUP_ID}");
+    let stub = StubServer::start(vec![(
+        path.as_str(),
+        vec![Reply::value(200, &backup(BACKUP_ID, "manual", "2024-05-01T10:00:00Z", 4096))],
+    )])
+    .await;
+    let args = ["database", "backup-delete", "-p", "shop", "-e", "prod", "main", BACKUP_ID];
+    let refused = run_cli(&stub.url, &args, "y\n", Terminals::default()).await;
+    assert!(!refused.success);
+    assert!(refused.stderr.contains("refusing to delete a backup without confirmation"));
+    assert_eq!(stub.request_lines(), "");
+    let deleted =
+        run_cli(&stub.url, &[&args[..], &["--yes"]].concat(), "", Terminals::default()).await;
+    expect![[r#"
+        deleted backup 0b7e5c1a-2f44-4d1e-9a55-3c1f0e2d4b6a of database main
+    "#]]
+    .assert_eq(&deleted.transcript());
+    expect![[r#"
+        DELETE /api/v1/projects/shop/environments/prod/databases/main/backups/0b7e5c1a-2f44-4d1e-9a55-3c1f0e2d4b6a
     "#]]
     .assert_eq(&stub.request_lines());
 }

@@ -39,7 +39,7 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
     let current = remote::fetch(&context.client, &project).await?;
     let plan = plan(&spec, current.as_ref(), args.prune);
     // The diff first: it is the context of a refusal.
-    print_plan(context, &plan, args.prune)?;
+    print_plan(context, &plan, &project, args.prune)?;
     refuse_what_cannot_be_done(&plan, &project, &args.file)?;
     let mut external_urls = Vec::new();
     for change in &plan.changes {
@@ -67,7 +67,8 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
         return Ok(());
     }
     if args.dry_run {
-        context.console.println("dry run: nothing was changed")?;
+        say(context, "dry run: nothing was changed")?;
+        report_new_scope_secrets(context, &plan, &project)?;
         return Ok(());
     }
     let deletions = plan.deletions().count();
@@ -106,9 +107,7 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
         }
     }
     let count = plan.changes.len();
-    context
-        .console
-        .println(&format!("applied {count} change{}", if count == 1 { "" } else { "s" }))?;
+    say(context, &format!("applied {count} change{}", if count == 1 { "" } else { "s" }))?;
     report_new_scope_secrets(context, &plan, &project)?;
 
     let all_environments: Vec<String> = spec.environments.keys().cloned().collect();
@@ -131,7 +130,7 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
         }
     } else {
         for environment in changed_environments {
-            context.console.println(&format!(
+            say(context, &format!(
                 "deploy the changes with `berth deploy --project {project} --environment {environment} --wait`"
             ))?;
         }
@@ -230,33 +229,87 @@ fn report_new_scope_secrets(
     if missing.is_empty() {
         return Ok(());
     }
-    context.console.println("set the secrets the file references before deploying:")?;
+    say(context, "set the secrets the file references before deploying:")?;
     for missing in missing {
-        context.console.println(&format!("  {}", set_secret_command(project, missing)))?;
+        say(context, &format!("  {}", set_secret_command(project, missing)))?;
     }
     Ok(())
 }
 
-fn print_plan(context: &mut Context<'_>, plan: &Plan, prune: bool) -> Result<(), CliError> {
+/// A line for people on stdout; `--output json` prints only the plan's JSON there.
+fn say(context: &mut Context<'_>, text: &str) -> Result<(), CliError> {
+    if !context.console.is_json() {
+        context.console.println(text)?;
+    }
+    Ok(())
+}
+
+/// The plan as JSON: `{"changes": [{"action", "resource", "details"}], "refusals",
+/// "missing_secrets", "unmanaged"}`.
+fn plan_json(plan: &Plan, project: &str) -> serde_json::Value {
+    let changes: Vec<serde_json::Value> = plan
+        .changes
+        .iter()
+        .map(|change| {
+            serde_json::json!({
+                "action": match change.action {
+                    Action::Create => "create",
+                    Action::Update => "update",
+                    Action::Delete => "delete",
+                },
+                "resource": change.resource,
+                "details": change.details,
+            })
+        })
+        .collect();
+    let missing: Vec<String> =
+        plan.missing_secrets.iter().map(|missing| set_secret_command(project, missing)).collect();
+    serde_json::json!({
+        "project": project,
+        "changes": changes,
+        "refusals": plan.refusals,
+        "missing_secrets": missing,
+        "unmanaged": plan.unmanaged,
+    })
+}
+
+fn print_plan(
+    context: &mut Context<'_>,
+    plan: &Plan,
+    project: &str,
+    prune: bool,
+) -> Result<(), CliError> {
+    if context.console.is_json() {
+        context.console.print_json(&plan_json(plan, project))?;
+        return Ok(());
+    }
     if plan.changes.is_empty() {
-        context.console.println("no changes")?;
+        say(context, "no changes")?;
     }
     let creates = plan.changes.iter().filter(|c| c.action == Action::Create).count();
     let updates = plan.changes.iter().filter(|c| c.action == Action::Update).count();
     let deletes = plan.changes.iter().filter(|c| c.action == Action::Delete).count();
     for change in &plan.changes {
-        context.console.println(&change.line())?;
+        say(context, &change.line())?;
     }
     if !plan.changes.is_empty() {
-        context.console.println(&format!(
-            "plan: {creates} to create, {updates} to update, {deletes} to delete"
-        ))?;
+        say(
+            context,
+            &format!("plan: {creates} to create, {updates} to update, {deletes} to delete"),
+        )?;
     }
     if !prune && !plan.unmanaged.is_empty() {
-        context.console.println(&format!(
-            "not in the file, left alone (--prune deletes them): {}",
-            plan.unmanaged.join(", ")
-        ))?;
+        say(
+            context,
+            &format!(
+                "not in the file, left alone (--prune deletes them): {}",
+                plan.unmanaged.join(", ")
+            ),
+        )?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "apply_tests.rs"]
+mod tests;

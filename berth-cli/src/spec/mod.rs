@@ -9,7 +9,7 @@
 //! - `remote`: the server's current state read into the model, and one API call per
 //!   planned change;
 //! - `diff`: the pure plan (create / update with field changes / delete, in dependency
-//!   order);
+//!   order); `diff_application` its application part (create and PATCH requests);
 //! - `apply`, `export`, `import`: the commands; `compose`: the pure docker-compose → spec
 //!   conversion.
 //!
@@ -20,6 +20,7 @@
 pub(crate) mod apply;
 mod compose;
 mod diff;
+mod diff_application;
 pub(crate) mod export;
 pub(crate) mod import;
 mod load;

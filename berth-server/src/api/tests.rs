@@ -303,3 +303,51 @@ async fn every_documented_route_is_served_and_documented_routes_cover_the_router
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "no_route");
 }
+
+#[tokio::test]
+async fn database_credentials_are_revealed_to_admin_tokens_only() {
+    let h = harness(false).await;
+    h.call("POST", "/api/v1/projects", Some(json!({"name": "shop"}))).await;
+    h.call("POST", "/api/v1/projects/shop/environments", Some(json!({"name": "prod"}))).await;
+    let databases = "/api/v1/projects/shop/environments/prod/databases";
+    let (status, created) =
+        h.call("POST", databases, Some(json!({"name": "cache", "engine": "redis"}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+
+    let (status, revealed) = h.call("GET", &format!("{databases}/cache/credentials"), None).await;
+    assert_eq!(status, StatusCode::OK, "{revealed}");
+    let password = revealed["password"].as_str().unwrap();
+    assert_eq!(password.len(), 32, "{revealed}");
+    assert_eq!((&revealed["engine"], &revealed["user"]), (&json!("redis"), &json!("default")));
+    // Everywhere else the password stays masked.
+    for path in [databases.to_owned(), format!("{databases}/cache")] {
+        let (_, body) = h.call("GET", &path, None).await;
+        assert!(!body.to_string().contains(password), "{path}: {body}");
+    }
+
+    // A token of another role is refused, and so is an unknown database.
+    let store = Store::open(&h.data_dir.path().join("berth.db")).await.unwrap();
+    let organization =
+        crate::bootstrap::ensure_organization(&store, h.data_dir.path()).await.unwrap();
+    let viewer = crate::auth::generate_token();
+    store
+        .create_api_token(organization.id, "ci", &crate::auth::token_digest(&viewer), "viewer")
+        .await
+        .unwrap();
+    let path = format!("{databases}/cache/credentials");
+    let (status, body) = h.call_raw("GET", &path, None, Some(&viewer), false).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(error_message(&body).contains("needs an admin token"), "{body}");
+    let (status, body) = h.call("GET", &format!("{databases}/nope/credentials"), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+    // A database being deleted (the engine loop does not run here, so it stays so) gives
+    // neither its credentials nor a tunnel.
+    let (status, _) = h.call("DELETE", &format!("{databases}/cache"), None).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    for suffix in ["credentials", "tunnel"] {
+        let (status, body) = h.call("GET", &format!("{databases}/cache/{suffix}"), None).await;
+        assert_eq!(status, StatusCode::CONFLICT, "{suffix}: {body}");
+        assert!(error_message(&body).contains("is being deleted"), "{body}");
+    }
+}
