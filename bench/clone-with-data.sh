@@ -8,10 +8,16 @@
 #! pg_database_size reaches BENCH_CLONE_MB; a plain PostgreSQL container started by this
 #! script (berth/postgres:15, its own volume, not Berth's) gets the same rows. Both are
 #! vacuumed (freeze) and checkpointed so every method reads the same settled data.
-#! Then, per run (the order of the three rotates from run to run), timed:
-#!   a  berth clone: `berth database clone` (POST .../databases/main/clone): Berth starts
-#!      the new database, waits until it answers, and streams the source's pg_dump
-#!      (custom format) into the new database's pg_restore. Ends when the command returns.
+#! Then, per run (the order of the four rotates from run to run), timed:
+#!   a  berth clone --method dump: `berth database clone` (POST .../databases/main/clone):
+#!      Berth starts the new database, waits until it answers, and streams the source's
+#!      pg_dump (custom format, uncompressed) into the new database's pg_restore. Ends when
+#!      the command returns.
+#!   d  berth clone --method physical: Berth streams `pg_basebackup -F tar -X fetch` from
+#!      inside the source's container (online: the source keeps serving) into a one-off
+#!      container that extracts it into the new volume, starts the new database on it
+#!      (it replays the WAL of the copy) and renames and re-passwords the copied role (new
+#!      credentials). Ends when the command returns.
 #!   b  volume copy, measured by the script itself: `docker stop` of the source (Berth's
 #!      container), a new volume, `docker run --rm -v SRC:/from -v DST:/to berth/busybox:1
 #!      cp -a /from/. /to/`, `docker start` of the source, a PostgreSQL container on the
@@ -22,10 +28,11 @@
 #!      then `docker exec SRC pg_dump | docker exec -i DST psql` from the plain source.
 #!      The dump|psql stream alone is printed as well.
 #! Every copy is checked (row count and a hash of every row equal the source's), untimed,
-#! then removed. One untimed warm-up round of the three comes first.
+#! then removed. One untimed round comes first: a `berth database clone` without
+#! --method (its answer says which method Berth uses by default), b and c (warm-up).
 #!
-#! Prints min/median/max of each, the ratios of the medians a/c and b/c; the goal, <= 1.2,
-#! applies to the method Berth uses (a).
+#! Prints min/median/max of each, the ratios of the medians a/c, d/c and b/c; the goal,
+#! <= 1.2, applies to the method Berth uses by default (printed; physical for PostgreSQL).
 #! Settings: BENCH_RUNS (3), BENCH_CLONE_MB (200), BENCH_CLONE_WARMUP (1).
 # shellcheck disable=SC2016 # $POSTGRES_* in single quotes: the container's shell expands them
 set -euo pipefail
@@ -109,23 +116,44 @@ check_copy() {
 
 # --- the three methods -----------------------------------------------------------------------
 
-a_times=() b_times=() b_downtime=() c_times=() c_stream=() a_bytes=()
+a_times=() b_times=() b_downtime=() c_times=() c_stream=() a_bytes=() d_times=() d_bytes=()
+
+# berth_clone NAME [METHOD]: `berth database clone` into NAME (by METHOD, else Berth's
+# default), checked, then deleted. Sets CLONE_SECONDS, CLONE_MIB (streamed) and
+# CLONE_METHOD (as the answer reports it).
+berth_clone() {
+  local name=$1 out="$BENCH_WORK/logs/berth-clone-$1.out" answer="$BENCH_WORK/logs/berth-clone-$1.json" t0 t1
+  local -a method=()
+  [ -z "${2:-}" ] || method=(--method "$2")
+  t0=$(now)
+  "$BERTH" database clone --project "$PROJECT" --environment "$ENVIRONMENT" "$DATABASE" "$name" \
+    "${method[@]}" --output json >"$answer" 2>"$out" ||
+    { cat "$out" "$answer" >&2; die "berth database clone failed"; }
+  t1=$(now)
+  CLONE_SECONDS=$(since "$t0" "$t1")
+  check_copy "berth-$PROJECT-$ENVIRONMENT-$name-db" "berth clone $name"
+  read -r CLONE_METHOD CLONE_MIB < <(python3 -c \
+    "import json,sys; a=json.load(open(sys.argv[1])); print(a['clone_method'], a['copied_bytes'] / 1048576)" "$answer")
+  "$BERTH" database delete --project "$PROJECT" --environment "$ENVIRONMENT" "$name" --yes \
+    >>"$out" 2>&1 || { cat "$out" >&2; die "deleting the clone $name failed"; }
+}
 
 # a K [timed]
 method_a() {
-  local name="copy-$1" out="$BENCH_WORK/logs/berth-clone-$1.out" t0 t1 bytes
-  t0=$(now)
-  "$BERTH" database clone --project "$PROJECT" --environment "$ENVIRONMENT" "$DATABASE" "$name" \
-    >"$out" 2>&1 || { cat "$out" >&2; die "berth database clone failed"; }
-  t1=$(now)
-  check_copy "berth-$PROJECT-$ENVIRONMENT-$name-db" "berth clone $1"
-  bytes=$(grep -F "target=$name " "$BENCH_DATA/server.out" | sed -n 's/.*bytes=\([0-9]*\).*/\1/p' | tail -n 1)
-  "$BERTH" database delete --project "$PROJECT" --environment "$ENVIRONMENT" "$name" --yes \
-    >>"$out" 2>&1 || { cat "$out" >&2; die "deleting the clone $name failed"; }
+  berth_clone "copy-a-$1" dump
   [ "${2:-}" = timed ] || return 0
-  a_times+=("$(since "$t0" "$t1")")
-  [ -z "$bytes" ] || a_bytes+=("$(calc "$bytes / 1048576")")
-  log "a (berth clone) run $1: ${a_times[-1]} s"
+  a_times+=("$CLONE_SECONDS")
+  a_bytes+=("$(calc "$CLONE_MIB")")
+  log "a (berth clone --method dump) run $1: ${a_times[-1]} s"
+}
+
+# d K [timed]
+method_d() {
+  berth_clone "copy-d-$1" physical
+  [ "${2:-}" = timed ] || return 0
+  d_times+=("$CLONE_SECONDS")
+  d_bytes+=("$(calc "$CLONE_MIB")")
+  log "d (berth clone --method physical) run $1: ${d_times[-1]} s"
 }
 
 # b K [timed]
@@ -169,33 +197,50 @@ method_c() {
   log "c (pg_dump | psql) run $1: ${c_times[-1]} s (stream ${c_stream[-1]} s)"
 }
 
+# Untimed: which method Berth uses when none is asked for (and a warm-up of it).
+berth_clone copy-default
+DEFAULT_METHOD=$CLONE_METHOD
+log "berth database clone without --method used the $DEFAULT_METHOD method"
 if [ "$WARMUP" = 1 ]; then
-  log "warm-up (untimed): one run of each method"
+  log "warm-up (untimed): one run of each other method"
   method_a 0
   method_b 0
   method_c 0
 fi
-methods=(method_a method_b method_c)
+methods=(method_a method_b method_c method_d)
 for ((k = 1; k <= RUNS; k++)); do
-  for ((m = 0; m < 3; m++)); do
-    "${methods[$(((k - 1 + m) % 3))]}" "$k" timed
+  for ((m = 0; m < 4; m++)); do
+    "${methods[$(((k - 1 + m) % 4))]}" "$k" timed
   done
 done
 
 read -r _ a_med _ < <(stats "${a_times[@]}")
 read -r _ b_med _ < <(stats "${b_times[@]}")
 read -r _ c_med _ < <(stats "${c_times[@]}")
+read -r _ d_med _ < <(stats "${d_times[@]}")
 ratio_a=$(calc "$a_med / $c_med")
 ratio_b=$(calc "$b_med / $c_med")
+ratio_d=$(calc "$d_med / $c_med")
+# The goal applies to the method Berth uses by default.
+goal_a="-" verdict_a="-" goal_d="-" verdict_d="-"
+case "$DEFAULT_METHOD" in
+  dump) goal_a="<= 1.2" verdict_a=$(verdict "$ratio_a" "<=" 1.2) ;;
+  physical) goal_d="<= 1.2" verdict_d=$(verdict "$ratio_d" "<=" 1.2) ;;
+  *) die "berth reported an unknown clone method: $DEFAULT_METHOD" ;;
+esac
 
 table_header "clone-with-data: PostgreSQL 15, $SOURCE_MB MiB ($rows rows), $RUNS runs (seconds)"
-table_stats_row "a berth clone (dump|restore, new db started)" - - - "${a_times[@]}"
+table_stats_row "a berth clone --method dump (dump|restore)" - - - "${a_times[@]}"
+table_stats_row "d berth clone --method physical (basebackup)" - - - "${d_times[@]}"
 table_stats_row "b volume copy (stop, cp -a, start, ready)" - - - "${b_times[@]}"
 table_stats_row "  b: source unavailable (stop until ready)" - - - "${b_downtime[@]}"
 table_stats_row "c baseline (new container + pg_dump|psql)" - - - "${c_times[@]}"
 table_stats_row "  c: pg_dump|psql stream only" - - - "${c_stream[@]}"
-table_row "ratio a/c (berth's method, medians)" - "$ratio_a" - "<= 1.2" "$(verdict "$ratio_a" "<=" 1.2)"
+table_row "berth's default method: $DEFAULT_METHOD" - - - - -
+table_row "ratio a/c (dump, medians)" - "$ratio_a" - "$goal_a" "$verdict_a"
+table_row "ratio d/c (physical, medians)" - "$ratio_d" - "$goal_d" "$verdict_d"
 table_row "ratio b/c (volume copy, medians)" - "$ratio_b" - "-" -
-[ "${#a_bytes[@]}" -eq 0 ] || table_stats_row "  a: custom-format dump streamed (MiB)" - - - "${a_bytes[@]}"
+table_stats_row "  a: custom-format dump streamed (MiB)" - - - "${a_bytes[@]}"
+table_stats_row "  d: base backup tar streamed (MiB)" - - - "${d_bytes[@]}"
 table_row "  c: plain dump (MiB)" - "$PLAIN_DUMP_MB" - - -
 host_note

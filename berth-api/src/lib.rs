@@ -410,6 +410,22 @@ pub struct CloneDatabase {
     /// Environment (of the same project) to create it in; default the source's.
     #[serde(default)]
     pub environment: Option<String>,
+    /// How the data is copied: `physical` (an online `pg_basebackup`, PostgreSQL only) or
+    /// `dump` (a logical dump streamed into a restore). Default: `physical` for PostgreSQL
+    /// container databases, `dump` for the other engines.
+    #[serde(default)]
+    pub method: Option<String>,
+}
+
+/// The answer to a clone: the new database, and how its data was copied.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClonedDatabase {
+    #[serde(flatten)]
+    pub database: Database,
+    /// The method used: `physical` or `dump`.
+    pub clone_method: String,
+    /// Bytes streamed from the source (the dump, or the base backup).
+    pub copied_bytes: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -441,7 +441,9 @@ pub struct RuntimeArgs {
 impl RuntimeArgs {
     /// A comma-separated option as a list ("" is the empty list).
     pub(crate) fn list(value: Option<&String>) -> Option<Vec<String>> {
-        value.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        value.map(|v| {
+            v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()
+        })
     }
 }
 
@@ -766,6 +768,11 @@ pub struct CloneDatabaseArgs {
     /// Create the copy in this environment of the same project [default: the source's].
     #[arg(long, value_name = "ENVIRONMENT")]
     pub to_environment: Option<String>,
+    /// How to copy the data: `physical` (online pg_basebackup, PostgreSQL only) or `dump`
+    /// (logical dump streamed into a restore) [default: physical for PostgreSQL, dump for
+    /// the other engines].
+    #[arg(long, value_name = "METHOD", value_parser = ["physical", "dump"])]
+    pub method: Option<String>,
 }
 
 #[derive(Debug, Clone, Args)]

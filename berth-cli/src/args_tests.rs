@@ -344,7 +344,8 @@ fn top_level_help() {
 
         Commands:
           login        Check a token against a server and save both in the config file
-          project      Create, list and delete projects
+          project      Create, list, update and delete projects
+          webhook      Show the Git webhook URLs and secret of a project, rotate it, list deliveries
           environment  Create, list and delete environments of a project [alias: env]
           application  Create, change, inspect and delete applications [alias: app]
           env-var      Set, list, import and delete environment variables and secrets
@@ -355,6 +356,9 @@ fn top_level_help() {
           status       Show the applications of an environment: status, instances, URL, commit, restarts
           logs         Show (or follow) the runtime logs of an application
           exec         Run a one-off command in a new container of an application's current image
+          apply        Create or update a project from a spec file (berth.toml), printing the diff first
+          export       Write the spec file (berth.toml) of an existing project
+          import       Convert another tool's configuration into a spec file
           help         Print this message or the help of the given subcommand(s)
 
         Options:

@@ -444,8 +444,9 @@ impl Engine {
     /// credentials), starting the target's container first. The dump is streamed from the
     /// source's container straight into the target's restore, so nothing is stored on the
     /// way; each engine's dump is a consistent snapshot (a single transaction, or an RDB
-    /// snapshot). Returns the number of bytes copied.
-    pub async fn clone_database(
+    /// snapshot). Returns the number of bytes copied. The `dump` clone method
+    /// (`physical_clone.rs` chooses the method and dispatches here).
+    pub(crate) async fn clone_database_by_dump(
         &self,
         project: &ProjectRecord,
         source_environment: &EnvironmentRecord,
@@ -511,7 +512,6 @@ impl Engine {
                 stderr: restored.stderr_tail.join("; "),
             });
         }
-        tracing::info!(source = %source.name, target = %target.name, bytes = copied, "database cloned with its data");
         Ok(copied)
     }
 }

@@ -177,7 +177,9 @@ impl Engine {
         if push.deleted {
             for id in self.store.branch_environments(project.id, &push.branch).await? {
                 let Some(environment) = self.store.environment(id).await? else { continue };
-                if environment.lifecycle != Lifecycle::Active {
+                if environment.lifecycle != Lifecycle::Active
+                    || !self.builds_from(&environment, &push.repository_urls).await?
+                {
                     continue;
                 }
                 self.delete_environment(project, &environment, false).await?;
@@ -290,6 +292,19 @@ impl Engine {
         Ok(())
     }
 
+    /// Whether an application of `environment` is built from one of `urls`: a branch of
+    /// another repository with the same name neither creates nor deletes it.
+    async fn builds_from(
+        &self,
+        environment: &EnvironmentRecord,
+        urls: &[String],
+    ) -> Result<bool, StoreError> {
+        Ok(self.store.list_applications(environment.id).await?.iter().any(|a| {
+            matches!(&a.spec.source, ApplicationSource::Git(git)
+                if repository_matches(urls, git.repository.as_str()))
+        }))
+    }
+
     /// Whether a queued or running deployment already covers `application` for this push.
     async fn already_queued(
         &self,
@@ -336,12 +351,7 @@ impl Engine {
             return Ok(None);
         };
         // Only for the blueprint's own repository: a push elsewhere creates nothing.
-        let follows_repository =
-            self.store.list_applications(blueprint.id).await?.iter().any(|a| {
-                matches!(&a.spec.source, ApplicationSource::Git(git)
-                    if repository_matches(&push.repository_urls, git.repository.as_str()))
-            });
-        if !follows_repository {
+        if !self.builds_from(blueprint, &push.repository_urls).await? {
             return Ok(None);
         }
         let taken: Vec<ResourceName> =

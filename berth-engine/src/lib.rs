@@ -17,6 +17,7 @@ mod exec;
 mod executor;
 mod logsink;
 mod monitor;
+pub mod physical_clone;
 pub mod naming;
 mod prepare;
 pub mod previews;

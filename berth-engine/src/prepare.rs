@@ -6,8 +6,9 @@
 //! the commit the application serves and ends as `skipped` when no changed file matches
 //! its watch paths; the application then keeps its current version. Shared builds:
 //! applications of one deployment with the same repository, commit, root path,
-//! Dockerfile and build arguments build once (the first to get there builds, the others
-//! wait for it and record "shared build with APP") and run the same image.
+//! Dockerfile and build arguments build once (the builder designated in
+//! `shared_builds.rs` builds, the others wait for it and record "shared build with APP")
+//! and run the same image.
 
 use berth_domain::deploy_plan::{short_commit, BuildIdentity};
 use berth_domain::deployment::{StepName, StepStatus};

@@ -80,23 +80,23 @@ impl Engine {
         event: &PullRequestEvent,
     ) -> Result<PreviewOutcome, EnvironmentError> {
         let _one_at_a_time = PREVIEW_EVENTS.lock().await;
-        let Some(blueprint) = self.preview_blueprint(project, event).await? else {
-            return Ok(PreviewOutcome::Ignored {
-                reason: format!(
-                    "no environment of project {} with previews enabled follows branch {} of this repository",
-                    project.name, event.base_branch
-                ),
-            });
-        };
-        let existing = match self.store.preview_by_number(blueprint.id, event.number).await? {
-            Some(preview) => self
-                .store
-                .environment(preview.environment_id)
-                .await?
-                .filter(|e| e.lifecycle == Lifecycle::Active)
-                .map(|environment| (preview, environment)),
-            None => None,
-        };
+        let blueprints = self.preview_blueprints(project, event).await?;
+        // The preview of this pull request, if any; previews outlive `preview disable`, so
+        // the settings are not consulted to find one.
+        let mut existing = None;
+        for blueprint in &blueprints {
+            if let Some(preview) = self.store.preview_by_number(blueprint.id, event.number).await? {
+                existing = self
+                    .store
+                    .environment(preview.environment_id)
+                    .await?
+                    .filter(|e| e.lifecycle == Lifecycle::Active)
+                    .map(|environment| (preview, environment));
+                if existing.is_some() {
+                    break;
+                }
+            }
+        }
         match (event.action, existing) {
             (PullRequestAction::Closed, Some((_, environment))) => {
                 self.delete_environment(project, &environment, false).await?;
@@ -114,23 +114,36 @@ impl Engine {
                     self.queue_environment_deployment(project, &environment, &trigger).await?;
                 Ok(PreviewOutcome::Redeployed { environment, deployment: deployment.map(|d| d.id) })
             }
-            (_, None) => self.create_preview(project, &blueprint, event).await,
+            (_, None) => {
+                for blueprint in &blueprints {
+                    if self.store.preview_settings(blueprint.id).await?.is_some() {
+                        return self.create_preview(project, blueprint, event).await;
+                    }
+                }
+                Ok(PreviewOutcome::Ignored {
+                    reason: format!(
+                        "no environment of project {} with previews enabled follows branch {} of this repository",
+                        project.name, event.base_branch
+                    ),
+                })
+            }
         }
     }
 
-    /// The active environment of `project` with previews enabled that follows the event's
-    /// base branch and deploys the event's repository (when it deploys any Git source).
-    async fn preview_blueprint(
+    /// The active environments of `project` that follow the event's base branch and deploy
+    /// the event's repository (when they deploy any Git source): the possible blueprints.
+    async fn preview_blueprints(
         &self,
         project: &ProjectRecord,
         event: &PullRequestEvent,
-    ) -> Result<Option<EnvironmentRecord>, EnvironmentError> {
+    ) -> Result<Vec<EnvironmentRecord>, EnvironmentError> {
         let event_urls: Vec<String> =
             event.repository_urls.iter().map(|u| normalize_repository_url(u)).collect();
+        let mut blueprints = Vec::new();
         for environment in self.store.list_environments(project.id).await? {
             if environment.lifecycle != Lifecycle::Active
                 || environment.branch != event.base_branch
-                || self.store.preview_settings(environment.id).await?.is_none()
+                || environment.mode == EnvironmentMode::Preview
             {
                 continue;
             }
@@ -150,10 +163,10 @@ impl Engine {
                 || event_urls.is_empty()
                 || repositories.iter().any(|r| event_urls.contains(r));
             if matches {
-                return Ok(Some(environment));
+                blueprints.push(environment);
             }
         }
-        Ok(None)
+        Ok(blueprints)
     }
 
     async fn create_preview(

@@ -134,7 +134,25 @@ pub struct ServerArgs {
     /// S3 store: the secret access key (prefer the environment variable: a flag shows in
     /// the process list).
     #[arg(long, env = "BERTH_S3_SECRET_ACCESS_KEY", value_name = "SECRET", hide_env_values = true)]
-    pub s3_secret_access_key: Option<String>,
+    pub s3_secret_access_key: Option<SecretArg>,
+}
+
+/// A secret given as a flag or variable: `Debug` output shows only that it is set.
+#[derive(Clone)]
+pub struct SecretArg(String);
+
+impl std::str::FromStr for SecretArg {
+    type Err = std::convert::Infallible;
+
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        Ok(Self(value.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretArg(********)")
+    }
 }
 
 /// Where backups are kept, validated.
@@ -177,7 +195,7 @@ impl ServerArgs {
             credentials: berth_s3::Credentials::new(
                 required(&self.s3_access_key_id, "an access key id", "BERTH_S3_ACCESS_KEY_ID")?,
                 required(
-                    &self.s3_secret_access_key,
+                    &self.s3_secret_access_key.as_ref().map(|secret| secret.0.clone()),
                     "a secret access key",
                     "BERTH_S3_SECRET_ACCESS_KEY",
                 )?,

@@ -9,6 +9,9 @@ use sqlx::Row;
 use crate::records::parse_id;
 use crate::{now_rfc3339, Store, StoreError};
 
+/// How long a preview may stay idle when its blueprint no longer has settings (48 h).
+pub(crate) const DEFAULT_EXPIRY_SECONDS: u64 = 48 * 3600;
+
 /// Previews enabled on a blueprint environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreviewSettingsRecord {
@@ -227,7 +230,8 @@ impl Store {
     }
 
     /// Every live preview of the organization whose last activity is older than its
-    /// blueprint's expiry (the expiry task's view).
+    /// blueprint's expiry, or the default expiry once previews were disabled (the expiry
+    /// task's view).
     pub async fn expired_previews(
         &self,
         organization: OrganizationId,
@@ -237,11 +241,12 @@ impl Store {
             "SELECT p.* FROM previews p
                JOIN environments e ON e.id = p.environment_id
                JOIN projects pr ON pr.id = e.project_id
-               JOIN preview_settings s ON s.environment_id = p.blueprint_id
+               LEFT JOIN preview_settings s ON s.environment_id = p.blueprint_id
              WHERE pr.organization_id = ? AND e.status = 'active'
-               AND p.last_activity_unix + s.expire_after_seconds < ?",
+               AND p.last_activity_unix + COALESCE(s.expire_after_seconds, ?) < ?",
         )
         .bind(organization.to_string())
+        .bind(to_i64(DEFAULT_EXPIRY_SECONDS, "preview expiry")?)
         .bind(now_unix)
         .fetch_all(self.pool())
         .await?;

@@ -301,6 +301,22 @@ fn s3_store_schedule_retention_restore_and_delete() {
         &["main", "--backup-schedule", "*/3 * * * * *", "--backup-retention", "2"],
     );
     assert_eq!(updated["backup_schedule"], "*/3 * * * * *", "{updated:#}");
+    // Bad settings are refused with the reason, and change nothing.
+    let bad =
+        cli(&server, &project, &["database", "update"], &["main", "--backup-schedule", "0 3 * *"])
+            .expect_failure();
+    assert!(bad.stderr.contains("invalid backup schedule \"0 3 * *\": it has 4 fields"), "{bad}");
+    let zero =
+        cli(&server, &project, &["database", "update"], &["main", "--backup-retention", "0"])
+            .expect_failure();
+    assert!(zero.stderr.contains("--backup-retention must be between 1 and"), "{zero}");
+    let unknown = cli(&server, &project, &["database", "backups"], &["nope"]).expect_failure();
+    assert!(unknown.stderr.contains("database \"nope\" does not exist"), "{unknown}");
+    let shown = cli_json(&server, &project, &["database", "show"], &["main"]);
+    assert_eq!(
+        (&shown["backup_schedule"], &shown["backup_retention"]),
+        (&updated["backup_schedule"], &updated["backup_retention"])
+    );
     assert_eq!(updated["backup_retention"], 2, "{updated:#}");
 
     // Scheduled backups come and the oldest go: at least 4 taken, never more than the

@@ -172,6 +172,17 @@ impl Project {
         database_container(&self.name, environment, "main")
     }
 
+    fn application_id(&self, server: &TestServer, environment: &str) -> String {
+        let shown = self
+            .cli(
+                server,
+                &["application", "show", "--environment", environment, "web", "--output", "json"],
+            )
+            .expect_success()
+            .json();
+        shown["id"].as_str().unwrap().to_owned()
+    }
+
     fn host(&self, server: &TestServer, environment: &str) -> String {
         server.app_host(&self.name, environment, "web")
     }
@@ -197,6 +208,8 @@ fn stop_start_redeploy_and_delete_an_environment() {
     project.wait_served(&server, "production");
     project.wait_served(&server, "staging");
     let production_id = environment_field(&server, &project.name, "production", "id");
+    let production_web_id = project.application_id(&server, "production");
+    let staging_web_id = project.application_id(&server, "staging");
     let database = project.database("production");
     psql(
         &database,
@@ -281,6 +294,17 @@ fn stop_start_redeploy_and_delete_an_environment() {
         (left == vec![format!("volume {decoy}")]).then_some(left)
     });
     assert_eq!(remaining.len(), 1);
+    // Its application's images go too (referenced by nothing else); staging's stay.
+    let images_of = |application: &str| {
+        docker(&["images", "--format", "{{.Repository}}"])
+            .lines()
+            .filter(|r| r.ends_with(&format!("/{application}")))
+            .count()
+    };
+    wait_for(DELETE_DEADLINE, "the deleted application's images to go", || {
+        (images_of(&production_web_id) == 0).then_some(())
+    });
+    assert!(images_of(&staging_web_id) > 0, "staging's image is kept");
     assert_eq!(server.proxy_get(&project.host(&server, "staging"), "/").status, 200);
 }
 

@@ -1,10 +1,11 @@
-//! Dependency order, end to end: `--depends-on` names that do not exist and cycles are
-//! refused when an application is created or updated (the cycle is named); a dry run
-//! prints the waves and queues nothing; a deployment deploys an application only after
-//! the applications it depends on finished (step timestamps); and when a dependency fails,
-//! the applications depending on it are skipped ("dependency api failed") and keep serving
-//! their previous version, while an independent application still updates and the
-//! deployment is recorded failed naming the failing application.
+//! Dependency order, end to end: an application may depend on a database (Redis here)
+//! and on other applications; names that do not exist and cycles are refused when an
+//! application is created or updated (the cycle is named); a dry run prints the waves
+//! (the database first) and queues nothing; a deployment deploys an application only
+//! after the applications it depends on finished (step timestamps); and when a dependency
+//! fails, the applications depending on it are skipped ("dependency api failed") and keep
+//! serving their previous version, while an independent application still updates and
+//! the deployment is recorded failed naming the failing application.
 
 #![allow(clippy::unwrap_used)]
 
@@ -75,6 +76,19 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
         "main",
     );
     server.create_project_and_environment(&project, "production");
+    server
+        .cli(&[
+            "database",
+            "create",
+            "--project",
+            &project,
+            "--environment",
+            "production",
+            "cache",
+            "--engine",
+            "redis",
+        ])
+        .expect_success();
     let create = |name: &str, depends_on: Option<&str>| {
         let url = repo.file_url();
         let mut args = vec![
@@ -95,7 +109,7 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
         }
         server.cli(&args)
     };
-    create("api", None).expect_success();
+    create("api", Some("cache")).expect_success();
     let unknown = create("web", Some("api,nosuch")).expect_failure();
     assert!(unknown.combined().contains("\"nosuch\""), "names the unknown dependency:\n{unknown}");
     create("web", Some("api")).expect_success();
@@ -116,7 +130,7 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
         .expect_failure();
     assert!(cycle.combined().contains("dependency cycle: api → web → api"), "{cycle}");
 
-    // The dry run: api and docs first, then web; nothing is queued.
+    // The dry run: the database, then api and docs, then web; nothing is queued.
     let table = server
         .cli(&["deploy", "--project", &project, "--environment", "production", "--dry-run"])
         .expect_success();
@@ -134,8 +148,10 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
             .map(|s| s["name"].as_str().unwrap().to_owned())
             .collect()
     };
-    assert_eq!(names(0), ["api", "docs"], "{plan:#}");
-    assert_eq!(names(1), ["web"], "{plan:#}");
+    assert_eq!(names(0), ["cache"], "{plan:#}");
+    assert_eq!(plan["waves"][0]["services"][0]["kind"], "database", "{plan:#}");
+    assert_eq!(names(1), ["api", "docs"], "{plan:#}");
+    assert_eq!(names(2), ["web"], "{plan:#}");
     assert!(deployments(&server, &project).is_empty(), "a dry run queues nothing");
 
     server

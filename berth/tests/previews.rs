@@ -12,8 +12,9 @@
 //!    refused and recorded; neither gets an environment.
 //! 5. PR #1 closed → nothing labelled for pr-1 remains (containers, networks, volumes) and
 //!    the environment is gone; production keeps serving.
-//! 6. Forks allowed → PR #5 from a fork gets `pr-5`, built from the fork's repository.
-//! 7. Expiry set to 5 s → the idle previews are deleted with everything labelled for them.
+//! 6. Forks allowed → PR #5 from a fork gets `pr-5`, built from the fork's repository;
+//!    previews disabled, closing PR #5 still deletes `pr-5`.
+//! 7. Expiry set to 5 s → pr-2, idle, is deleted with everything labelled for it.
 
 #![allow(clippy::unwrap_used)]
 
@@ -348,7 +349,15 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     wait_content(&server, &server.app_host(&project, "pr-5", "web"), "content: from the fork");
     let pr5_id = environment_id(&server, &project, "pr-5");
 
-    // Expiry: pr-2 and pr-5 have been idle longer than 5 s once the setting changes.
+    // Disabling previews keeps the existing ones; closing PR #5 still deletes its preview.
+    server
+        .cli(&["environment", "preview", "disable", "--project", &project, "production"])
+        .expect_success();
+    let answer = deliver(&server, &project, &url, "closed", &pr5);
+    assert!(answer.to_string().contains("pr-5"), "{answer}");
+    wait_gone(&server, &project, "pr-5", &pr5_id);
+
+    // Expiry: pr-2 has been idle longer than 5 s once the setting is there.
     server
         .cli(&[
             "environment",
@@ -364,7 +373,6 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
         ])
         .expect_success();
     wait_gone(&server, &project, "pr-2", &pr2_id);
-    wait_gone(&server, &project, "pr-5", &pr5_id);
     let listed =
         cli_json(&server, &["environment", "preview", "list", "--project", &project, "production"]);
     assert!(listed["previews"].as_array().unwrap().is_empty(), "{listed:#}");

@@ -230,6 +230,18 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     assert!(table.contains("refused") && table.contains("VERDICT"), "{table}");
     assert!(!table.contains(&secret), "the secret is never listed");
 
+    // A large delivery (over the API's usual 256 KiB limit) and a ping are accepted.
+    let large = json!({ "action": "opened", "padding": "x".repeat(600 * 1024) }).to_string();
+    let mut headers = github_headers(&secret, &large);
+    headers[0].1 = "issues".to_owned();
+    let (status, answer) = post_delivery(&server, "github", &project, &headers, &large);
+    assert_eq!((status, answer["verdict"].as_str()), (200, Some("ignored")), "{answer:#}");
+    let ping = r#"{"zen":"Design for failure.","hook_id":1}"#;
+    let mut headers = github_headers(&secret, ping);
+    headers[0].1 = "ping".to_owned();
+    let (status, answer) = post_delivery(&server, "github", &project, &headers, ping);
+    assert_eq!((status, answer["verdict"].as_str()), (200, Some("accepted")), "{answer:#}");
+
     // GitHub: signed push → deployed.
     let (status, answer) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
@@ -307,7 +319,7 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     let listed = cli_json(&server, &["webhook", "deliveries", "--project", &project]);
     let accepted: Vec<&Value> =
         listed.as_array().unwrap().iter().filter(|d| d["verdict"] == "accepted").collect();
-    assert_eq!(accepted.len(), 4, "{listed:#}");
+    assert_eq!(accepted.len(), 5, "{listed:#}");
     assert!(
         accepted.iter().filter(|d| d["triggered"].as_str().unwrap().contains("deployment")).count()
             == 3,

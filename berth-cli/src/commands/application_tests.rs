@@ -96,6 +96,7 @@ async fn create_from_git_reads_the_token_from_stdin() {
     expect![[r#"
         {
           "cpu": 0.5,
+          "depends_on": [],
           "drain_secs": null,
           "git": {
             "branch": null,
@@ -116,7 +117,8 @@ async fn create_from_git_reads_the_token_from_stdin() {
           "private": false,
           "release_command": null,
           "ssh_private_key": null,
-          "volumes": []
+          "volumes": [],
+          "watch_paths": []
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("POST")[0]));
@@ -181,7 +183,7 @@ async fn create_from_an_image() {
     ];
     let outcome = run_cli(&stub.url, &args, "", Terminals::default()).await;
     assert!(outcome.success, "{}", outcome.transcript());
-    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null,"instances":null,"health_check":null,"release_command":null,"drain_secs":null,"volumes":[]}"#]]
+    expect![[r#"{"name":"worker","git":null,"image":"127.0.0.1:5000/worker:1","port":null,"private":true,"cpu":null,"memory_mb":null,"git_token":null,"ssh_private_key":null,"instances":null,"health_check":null,"release_command":null,"drain_secs":null,"volumes":[],"depends_on":[],"watch_paths":[]}"#]]
         .assert_eq(&stub.bodies("POST")[0]);
 }
 
@@ -218,6 +220,7 @@ async fn update_of_one_git_option_keeps_the_others() {
           "clear_port": true,
           "clear_release_command": false,
           "cpu": null,
+          "depends_on": null,
           "drain_secs": null,
           "git": {
             "branch": "develop",
@@ -237,7 +240,8 @@ async fn update_of_one_git_option_keeps_the_others() {
           "private": false,
           "release_command": null,
           "ssh_private_key": null,
-          "volumes": null
+          "volumes": null,
+          "watch_paths": null
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("PATCH")[0]));
@@ -312,6 +316,8 @@ async fn list_and_show() {
         release command: bin/migrate --yes
         drain:           5s
         volumes:         -
+        depends on:      -
+        watch paths:     -
         deployment:      d1
         created:         2024-05-01 10:00:00
         updated:         2024-05-01 10:05:00
@@ -409,6 +415,7 @@ async fn rollout_settings_are_sent_on_create_and_update() {
           "clear_port": false,
           "clear_release_command": true,
           "cpu": null,
+          "depends_on": null,
           "drain_secs": null,
           "git": null,
           "git_token": null,
@@ -428,7 +435,8 @@ async fn rollout_settings_are_sent_on_create_and_update() {
           "private": null,
           "release_command": null,
           "ssh_private_key": null,
-          "volumes": null
+          "volumes": null,
+          "watch_paths": null
         }
     "#]]
     .assert_eq(&pretty(&stub.bodies("PATCH")[0]));

@@ -11,8 +11,9 @@
 //! Backups: `backup` asks the server for a logical dump into its backup store and prints
 //! the backup's id, size, path and SHA-256; `backups` lists them, newest first; `restore
 //! --backup ID` replaces the database's data with a backup's (the server verifies the
-//! checksum first); `clone SOURCE NEW [--to-environment ENV]` makes a new, started
-//! database with its own credentials holding a consistent copy of the source's data.
+//! checksum first); `clone SOURCE NEW [--to-environment ENV] [--method physical|dump]`
+//! makes a new, started database with its own credentials holding a consistent copy of
+//! the source's data, and says which method copied it.
 //! `create --backup-schedule CRON` and `update --backup-schedule CRON|none
 //! --backup-retention N` set scheduled backups (the server validates the expression);
 //! `backup-delete NAME BACKUP_ID` removes one backup (asks first), also one of a deleted
@@ -28,7 +29,7 @@
 //! that a restore replaces; an external server is not touched. With `--yes`, `restore`
 //! still announces on stderr what it replaces.
 
-use berth_api::{Backup, CloneDatabase, CreateDatabase, Database, RestoreRequest, UpdateDatabase};
+use berth_api::{Backup, CloneDatabase, ClonedDatabase, CreateDatabase, Database, RestoreRequest, UpdateDatabase};
 
 use super::delete::{delete, Deletion};
 use super::{ask, read_secret, unconfirmed, CliError, Context};
@@ -214,13 +215,22 @@ async fn clone(context: &mut Context<'_>, args: CloneDatabaseArgs) -> Result<(),
     context
         .console
         .eprintln(&format!("cloning database {:?} into {:?}...", args.source, args.new))?;
-    let body = CloneDatabase { name: args.new.clone(), environment: args.to_environment.clone() };
-    let cloned: Fetched<Database> =
+    let body = CloneDatabase {
+        name: args.new.clone(),
+        environment: args.to_environment.clone(),
+        method: args.method.clone(),
+    };
+    let cloned: Fetched<ClonedDatabase> =
         context.client.post_within(&path, Some(&body), LONG_REQUEST_TIMEOUT).await?;
     if context.console.is_json() {
         context.console.print_json(&cloned.raw)?;
     } else {
-        context.console.print(&cloned_text(&args.source, &cloned.value))?;
+        context.console.print(&cloned_text(&args.source, &cloned.value.database))?;
+        context.console.eprintln(&format!(
+            "copied {} with the {} method",
+            format_size(cloned.value.copied_bytes),
+            cloned.value.clone_method
+        ))?;
     }
     Ok(())
 }

@@ -316,3 +316,26 @@ fn the_release_step_is_shown_like_any_other() {
         "\r\u{1b}[2Kdeploying: release web (7s)"
     );
 }
+
+#[test]
+fn the_dry_run_plan_is_a_table_of_waves() {
+    let plan: berth_api::DeploymentPlan = serde_json::from_value(json!({
+        "project": "shop", "environment": "prod",
+        "waves": [
+            {"wave": 1, "services": [{"name": "main", "kind": "database", "action": "ensure", "detail": "start, or keep running when unchanged"}]},
+            {"wave": 2, "services": [
+                {"name": "api", "kind": "application", "action": "build", "commit": "0123456789abcdef", "detail": "build commit 0123456789ab"},
+                {"name": "worker", "kind": "application", "action": "shared", "shared_with": "api", "detail": "shared build with api"}]},
+            {"wave": 3, "services": [{"name": "web", "kind": "application", "action": "reuse", "detail": "reuse image berth/p/web:1 (same commit and settings)"}]}
+        ]
+    }))
+    .unwrap();
+    expect![[r#"
+        WAVE   SERVICE   KIND          ACTION   DETAIL
+        1      main      database      ensure   start, or keep running when unchanged
+        2      api       application   build    build commit 0123456789ab
+        2      worker    application   shared   shared build with api
+        3      web       application   reuse    reuse image berth/p/web:1 (same commit and settings)
+    "#]]
+    .assert_eq(&super::plan_table(&plan));
+}

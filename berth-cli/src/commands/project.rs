@@ -158,6 +158,51 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn update_sends_only_the_given_settings() {
+        let settings = json!({"project": "shop", "poll_interval_secs": 60,
+            "branch_environments": "feature/*", "branch_blueprint": "staging",
+            "branch_environments_with_data": true});
+        let stub = StubServer::start(vec![(
+            "PATCH /api/v1/projects/shop",
+            vec![Reply::value(200, &settings)],
+        )])
+        .await;
+        let args = [
+            "project",
+            "update",
+            "--project",
+            "shop",
+            "--poll-interval",
+            "60s",
+            "--branch-environments",
+            "feature/*",
+            "--branch-blueprint",
+            "staging",
+            "--branch-environments-with-data",
+        ];
+        let updated = run_cli(&stub.url, &args, "", Terminals::default()).await;
+        expect![[r#"
+            updated project shop
+            polling: every 60 s
+            branch environments: branches matching feature/* get a clone of staging with its data
+        "#]].assert_eq(&updated.transcript());
+        assert_eq!(
+            stub.bodies("PATCH"),
+            [
+                r#"{"poll_interval":"60s","branch_environments":"feature/*","branch_blueprint":"staging","branch_environments_with_data":true}"#
+            ]
+        );
+        let nothing = run_cli(
+            &stub.url,
+            &["project", "update", "--project", "shop"],
+            "",
+            Terminals::default(),
+        )
+        .await;
+        assert!(nothing.transcript().contains("nothing to change"), "{}", nothing.transcript());
+    }
+
+    #[tokio::test]
     async fn an_empty_list_says_what_to_do() {
         let stub =
             StubServer::start(vec![("GET /api/v1/projects", vec![Reply::json(200, "[]")])]).await;

@@ -116,7 +116,14 @@ mod tests {
             ]
         }))
         .unwrap();
-        expect![[r#""#]].assert_eq(&super::settings_text("http://berth.example:7080", &settings));
+        expect![[r#"
+            HOST     PAYLOAD URL                                                     EVENTS
+            github   http://berth.example:7080/api/v1/webhooks/github?project=shop   push, pull_request
+            gitlab   http://berth.example:7080/api/v1/webhooks/gitlab?project=shop   Push events
+
+            secret: 5ecre7
+            (GitHub and Gitea: "Secret"; GitLab: "Secret token". Rotate it with `berth webhook rotate --project shop`.)
+        "#]].assert_eq(&super::settings_text("http://berth.example:7080", &settings));
     }
 
     #[tokio::test]

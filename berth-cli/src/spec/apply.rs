@@ -41,12 +41,12 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
     // The diff first: it is the context of a refusal.
     print_plan(context, &plan, &project, args.prune)?;
     refuse_what_cannot_be_done(&plan, &project, &args.file)?;
-    let mut external_urls = Vec::new();
-    for change in &plan.changes {
-        if let Operation::CreateDatabase { url_from: Some(variable), body, .. } = &change.operation
-        {
+    // The URLs of the external databases to create, by the index of their change.
+    let mut external_urls: Vec<(usize, String)> = Vec::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        if let Operation::CreateDatabase { url_from: Some(variable), .. } = &change.operation {
             match lookup_env(variable) {
-                Some(url) => external_urls.push((body.name.clone(), url)),
+                Some(url) => external_urls.push((index, url)),
                 None => {
                     return Err(CliError::failed(
                         format!(
@@ -82,13 +82,8 @@ pub(crate) async fn run(context: &mut Context<'_>, args: ApplyArgs) -> Result<()
     }
 
     for (index, change) in plan.changes.iter().enumerate() {
-        let external_url = match &change.operation {
-            Operation::CreateDatabase { body, .. } => external_urls
-                .iter()
-                .find(|(name, _)| *name == body.name)
-                .map(|(_, url)| url.clone()),
-            _ => None,
-        };
+        let external_url =
+            external_urls.iter().find(|(at, _)| *at == index).map(|(_, url)| url.clone());
         if let Err(error) =
             remote::perform(&context.client, &project, &change.operation, external_url).await
         {

@@ -154,3 +154,50 @@ async fn apply_sends_the_changes_in_dependency_order() {
     assert_eq!(application["depends_on"], serde_json::json!(["main"]));
     assert_eq!(application["port"], 80);
 }
+
+const EXTERNAL: &str = r#"project = "shop"
+
+[environments.production.databases.legacy]
+engine = "postgresql"
+mode = "external"
+url = { secret = "BERTH_CLI_TEST_LEGACY_URL" }
+"#;
+
+#[tokio::test]
+async fn an_external_database_url_comes_from_the_environment_only_when_created() {
+    let created = || vec![Reply::json(201, "{}")];
+    let stub = StubServer::start(vec![
+        ("GET /api/v1/projects/shop", vec![Reply::not_found("no"), Reply::not_found("no")]),
+        ("POST /api/v1/projects", created()),
+        ("POST /api/v1/projects/shop/environments", created()),
+        ("POST /api/v1/projects/shop/environments/production/databases", created()),
+    ])
+    .await;
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("berth.toml");
+    std::fs::write(&path, EXTERNAL).unwrap();
+    let path = path.display().to_string();
+
+    // Without the variable: refused before the first write.
+    let refused = run_cli(&stub.url, &["apply", "-f", &path], "", Terminals::default()).await;
+    assert!(!refused.success);
+    assert!(
+        refused.stderr.contains(
+            "database production/legacy needs its URL in the environment variable BERTH_CLI_TEST_LEGACY_URL; nothing was changed"
+        ),
+        "{}",
+        refused.transcript()
+    );
+    assert_eq!(stub.request_lines(), "GET /api/v1/projects/shop\n");
+
+    // The only test that sets this variable; nothing else reads it.
+    std::env::set_var("BERTH_CLI_TEST_LEGACY_URL", "postgresql://app:pw@db.example:5432/app");
+    let applied = run_cli(&stub.url, &["apply", "-f", &path], "", Terminals::default()).await;
+    std::env::remove_var("BERTH_CLI_TEST_LEGACY_URL");
+    assert!(applied.success, "{}", applied.transcript());
+    assert!(!applied.transcript().contains("pw@"), "the URL is never printed");
+    let bodies = stub.bodies("POST /api/v1/projects/shop/environments/production/databases");
+    let body: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(body["url"], "postgresql://app:pw@db.example:5432/app");
+    assert_eq!(body["mode"], "external");
+}

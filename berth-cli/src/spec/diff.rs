@@ -378,8 +378,9 @@ pub(crate) fn plan(desired: &ProjectSpec, current: Option<&ProjectSpec>, prune: 
             }
         }
     }
-    for name in current.environments.keys() {
-        if !desired.environments.contains_key(name) {
+    for (name, environment) in &current.environments {
+        // Preview environments come and go with pull requests: Berth manages them.
+        if !desired.environments.contains_key(name) && environment.mode != "preview" {
             let resource = format!("environment {name}");
             if prune {
                 deletions.push(Change {

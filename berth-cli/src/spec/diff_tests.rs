@@ -173,7 +173,7 @@ fn removing_a_port_or_release_command_clears_it() {
 #[test]
 fn what_the_file_leaves_out_is_deleted_only_with_prune() {
     let current = format!(
-        "{BASE}\n[environments.staging]\n\n[environments.production.databases.old]\nengine = \"redis\"\n\n[environments.production.applications.legacy]\nimage = \"nginx\"\n"
+        "{BASE}\n[environments.staging]\n\n[environments.pr-7]\nmode = \"preview\"\n\n[environments.production.databases.old]\nengine = \"redis\"\n\n[environments.production.applications.legacy]\nimage = \"nginx\"\n"
     )
     .replace("TITLE = \"Shop\"", "TITLE = \"Shop\"\nOLD = \"1\"");
     check(

@@ -289,7 +289,7 @@ impl Validator<'_> {
                         "an external database needs `url = { secret = \"NAME\" }`: the URL (with its password) is read from the environment variable NAME when apply creates the database",
                     ),
                     Some(source) => {
-                        self.check(&at("url"), EnvVarName::parse(&source.secret));
+                        self.check(&at("url"), EnvVarName::parse_any(&source.secret));
                     }
                 }
             }

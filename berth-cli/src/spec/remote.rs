@@ -13,7 +13,7 @@ use berth_api::{Application, Database, Environment, Project, Variable};
 use super::diff::{Operation, ScopeRef};
 use super::model::{
     ApplicationSpec, DatabaseSpec, EnvironmentSpec, HealthCheckSpec, ProjectSpec, SecretSource,
-    VariableSpec, VariableSpec as Var, Visibility, VolumeSpec,
+    VariableSpec, Visibility, VolumeSpec,
 };
 use crate::client::{ApiClient, ClientError};
 use crate::paths::{self, VariableScope};
@@ -80,9 +80,9 @@ pub(crate) fn variables_spec(variables: &[Variable]) -> BTreeMap<String, Variabl
         .iter()
         .map(|variable| {
             let value = match (&variable.alias_of, variable.secret) {
-                (Some(target), _) => Var::Alias(target.clone()),
-                (None, true) => Var::Secret,
-                (None, false) => Var::Plain(variable.value.clone()),
+                (Some(target), _) => VariableSpec::Alias(target.clone()),
+                (None, true) => VariableSpec::Secret,
+                (None, false) => VariableSpec::Plain(variable.value.clone()),
             };
             (variable.name.clone(), value)
         })

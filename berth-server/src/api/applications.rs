@@ -220,7 +220,8 @@ fn ordering_settings(
 ) -> ApiResult<()> {
     if let Some(names) = depends_on {
         let mut parsed: Vec<ResourceName> = Vec::new();
-        for name in names.iter().flat_map(|n| n.split(',')).map(str::trim).filter(|n| !n.is_empty()) {
+        for name in names.iter().flat_map(|n| n.split(',')).map(str::trim).filter(|n| !n.is_empty())
+        {
             let name = ResourceName::parse(name)?;
             if !parsed.contains(&name) {
                 parsed.push(name);

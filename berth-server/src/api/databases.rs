@@ -15,6 +15,7 @@ use berth_domain::database::{
 use berth_domain::source::ImageReference;
 use berth_domain::ResourceName;
 use berth_engine::backups::{BackupError, BackupTrigger};
+use berth_engine::physical_clone::CloneMethod;
 use berth_store::{BackupRecord, DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
 use rand::distributions::{Alphanumeric, DistString};
 
@@ -414,12 +415,12 @@ pub(crate) async fn delete_database(
 #[utoipa::path(post, path = "/projects/{project}/environments/{environment}/databases/{database}/clone", tag = "databases",
     params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
     request_body = wire::CloneDatabase,
-    responses((status = 201, body = wire::Database), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+    responses((status = 201, body = wire::ClonedDatabase), (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
 pub(crate) async fn clone_database(
     State(state): State<AppState>,
     Path((project, environment, database)): Path<(String, String, String)>,
     ApiJson(body): ApiJson<wire::CloneDatabase>,
-) -> ApiResult<(StatusCode, Json<wire::Database>)> {
+) -> ApiResult<(StatusCode, Json<wire::ClonedDatabase>)> {
     let name = ResourceName::parse(&body.name)?;
     let (project, source_environment, source) =
         find(&state, &project, &environment, &database).await?;
@@ -430,6 +431,15 @@ pub(crate) async fn clone_database(
             source.name
         )));
     }
+    // Refused before anything is created.
+    let method = match body.method.as_deref() {
+        Some(method) => {
+            let method = CloneMethod::parse(method).map_err(AppError::Invalid)?;
+            method.supported_by(&source).map_err(AppError::Invalid)?;
+            method
+        }
+        None => CloneMethod::default_for(&source),
+    };
     let target_environment = match body.environment.as_deref() {
         Some(other) => lookup::environment(&state, project.name.as_str(), other).await?.1,
         None => source_environment.clone(),
@@ -444,18 +454,36 @@ pub(crate) async fn clone_database(
         state.store.create_database(target_environment.id, &name, &source.spec, &sealed).await?;
     let copied = state
         .engine
-        .clone_database(&project, &source_environment, &source, &target_environment, &target)
+        .clone_database_with_method(
+            &project,
+            &source_environment,
+            &source,
+            &target_environment,
+            &target,
+            Some(method),
+        )
         .await;
-    if let Err(error) = copied {
-        // Leave nothing half-made: the reconciler removes the new container and volume.
-        state.store.mark_database_deleting(target.id).await?;
-        state.engine.notify();
-        return Err(match error {
-            BackupError::NotRunning(_) | BackupError::ToolFailed { .. } => {
-                AppError::Conflict(format!("the clone failed and was removed: {error}"))
-            }
-            other => AppError::internal(other),
-        });
-    }
-    Ok((StatusCode::CREATED, Json(view(&state, &project, &target_environment, &target).await?)))
+    let cloned = match copied {
+        Ok(cloned) => cloned,
+        Err(error) => {
+            // Leave nothing half-made: the reconciler removes the new container and volume.
+            state.store.mark_database_deleting(target.id).await?;
+            state.engine.notify();
+            return Err(match error {
+                BackupError::NotRunning(_) | BackupError::ToolFailed { .. } => {
+                    AppError::Conflict(format!("the clone failed and was removed: {error}"))
+                }
+                other => AppError::internal(other),
+            });
+        }
+    };
+    let database = view(&state, &project, &target_environment, &target).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(wire::ClonedDatabase {
+            database,
+            clone_method: cloned.method.as_str().to_owned(),
+            copied_bytes: cloned.bytes,
+        }),
+    ))
 }

@@ -73,6 +73,11 @@ pub(crate) async fn receive_delivery(
     let delivery =
         Delivery { state: &state, host, event: &event_name, project_name: &project_name };
 
+    // Unknown project and project without a secret get one answer, so a caller without
+    // the secret cannot probe which projects exist; the record keeps the precise reason.
+    let not_accepting = format!(
+        "project {project_name:?} accepts no webhooks: it does not exist or has no webhook secret yet (an admin runs `berth webhook show --project NAME` to create it)"
+    );
     let project = match state.store.project_by_name(state.organization, &project_name).await? {
         Some(project) if project.lifecycle == berth_store::Lifecycle::Active => project,
         _ => {
@@ -81,7 +86,7 @@ pub(crate) async fn receive_delivery(
             } else {
                 format!("project {project_name:?} does not exist")
             };
-            return Err(delivery.refuse(None, &reason).await);
+            return Err(delivery.refuse_with(None, &reason, &not_accepting).await);
         }
     };
     let settings = state.store.project_git_settings(project.id).await?;
@@ -89,7 +94,7 @@ pub(crate) async fn receive_delivery(
         let reason = format!(
             "project {project_name} has no webhook secret yet; run `berth webhook show --project {project_name}` and configure the Git host with it"
         );
-        return Err(delivery.refuse(Some(&project), &reason).await);
+        return Err(delivery.refuse_with(Some(&project), &reason, &not_accepting).await);
     };
     let secret = state.key.decrypt_string(&sealed).map_err(AppError::internal)?;
     if let Err(refused) = verify_signature(host, header(host.signature_header()), &body, &secret) {
@@ -167,9 +172,19 @@ impl Delivery<'_> {
 
     /// Records a refusal and returns the 401 to answer with.
     async fn refuse(&self, project: Option<&ProjectRecord>, reason: &str) -> AppError {
+        self.refuse_with(project, reason, reason).await
+    }
+
+    /// Records a refusal for `reason` and answers 401 with `answer`.
+    async fn refuse_with(
+        &self,
+        project: Option<&ProjectRecord>,
+        reason: &str,
+        answer: &str,
+    ) -> AppError {
         tracing::warn!(provider = self.host.as_str(), project = self.project_name, %reason, "webhook delivery refused");
         self.record(project, "refused", reason, "").await;
-        AppError::Unauthorized(format!("webhook delivery refused: {reason}"))
+        AppError::Unauthorized(format!("webhook delivery refused: {answer}"))
     }
 }
 
