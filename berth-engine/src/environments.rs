@@ -475,6 +475,12 @@ impl Engine {
         final_backup: bool,
     ) -> Result<Vec<(ResourceName, BackupRecord)>, EnvironmentError> {
         let mut backups = Vec::new();
+        if final_backup && environment.stopped {
+            return Err(EnvironmentError::Conflict(format!(
+                "environment {} is stopped, so its databases cannot be backed up; start it first, or delete without --final-backup",
+                environment.name
+            )));
+        }
         if final_backup && environment.lifecycle == Lifecycle::Active {
             for database in self.store.list_databases(environment.id).await? {
                 if database.lifecycle != Lifecycle::Active
