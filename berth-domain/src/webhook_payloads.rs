@@ -194,7 +194,12 @@ fn decode<T: serde::de::DeserializeOwned>(
     serde_json::from_slice(body).map_err(|e| PayloadError::Malformed {
         host: host.as_str(),
         event: event.to_owned(),
-        reason: e.to_string(),
+        // GitHub's default content type is a form with the JSON in `payload=`.
+        reason: if body.starts_with(b"payload=") {
+            "it is form-encoded; set the webhook's content type to application/json".to_owned()
+        } else {
+            e.to_string()
+        },
     })
 }
 

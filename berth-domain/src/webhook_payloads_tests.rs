@@ -241,6 +241,8 @@ fn malformed_payloads_and_missing_event_headers_are_errors() {
     );
     let error = parse_delivery(GitHost::GitHub, Some("push"), b"not json").unwrap_err();
     assert!(error.to_string().contains("not what github sends"), "{error}");
+    let error = parse_delivery(GitHost::GitHub, Some("push"), b"payload=%7B%7D").unwrap_err();
+    assert!(error.to_string().contains("content type to application/json"), "{error}");
     let error = parse_delivery(GitHost::GitLab, Some("Push Hook"), b"{\"ref\":1}").unwrap_err();
     assert!(matches!(error, PayloadError::Malformed { .. }));
     let body = br#"{"ref":"refs/heads/-x","after":"abc","repository":{}}"#;

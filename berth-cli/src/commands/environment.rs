@@ -17,7 +17,7 @@ use super::delete::{delete, Deletion};
 use super::{CliError, Context};
 use crate::args::{CloneEnvironmentArgs, EnvironmentCommand};
 use crate::client::{Fetched, LONG_REQUEST_TIMEOUT};
-use crate::output::{format_timestamp, Table};
+use crate::output::{format_timestamp, Console, Table};
 use crate::paths;
 
 pub(crate) async fn run(
@@ -95,6 +95,45 @@ pub(crate) async fn run(
     Ok(())
 }
 
+/// Awaits `request`, showing how long it has been running: an updating line on a
+/// terminal, a line every 15 s otherwise (nothing with `--output json`).
+async fn wait_showing_elapsed<T>(
+    console: &mut Console,
+    what: &str,
+    request: impl std::future::Future<Output = Result<T, crate::client::ClientError>>,
+) -> Result<T, CliError> {
+    let terminal = console.stderr_is_terminal();
+    let quiet = console.is_json();
+    let started = Instant::now();
+    let mut request = std::pin::pin!(request);
+    let mut ticks = tokio::time::interval(std::time::Duration::from_secs(1));
+    ticks.tick().await;
+    loop {
+        tokio::select! {
+            result = &mut request => {
+                if terminal && !quiet {
+                    console.eprint(CLEAR_LINE)?;
+                }
+                return Ok(result?);
+            }
+            _ = ticks.tick() => {
+                let seconds = started.elapsed().as_secs();
+                if quiet {
+                    continue;
+                }
+                if terminal {
+                    console.eprint(&format!("{CLEAR_LINE}{what}... {seconds} s"))?;
+                } else if seconds.is_multiple_of(15) {
+                    console.eprint(&format!("{what}... {seconds} s\n"))?;
+                }
+            }
+        }
+    }
+}
+
+/// Erases the current terminal line and returns to its start.
+const CLEAR_LINE: &str = "\r\u{1b}[2K";
+
 /// The final backups a deletion took, one line each.
 fn final_backups_text(answer: &serde_json::Value) -> Option<String> {
     let backups = answer["final_backups"].as_array().filter(|b| !b.is_empty())?;
@@ -137,8 +176,14 @@ async fn clone(context: &mut Context<'_>, args: CloneEnvironmentArgs) -> Result<
         };
         context.console.eprint(&format!("cloning {} into {}{data}...\n", args.source, args.new))?;
     }
-    let cloned: Fetched<ClonedEnvironment> =
-        context.client.post_within(&path, Some(&body), LONG_REQUEST_TIMEOUT).await?;
+    let Context { client, console } = &mut *context;
+    let request = client.post_within::<_, Fetched<ClonedEnvironment>>(
+        &path,
+        Some(&body),
+        LONG_REQUEST_TIMEOUT,
+    );
+    let what = format!("cloning {} into {}", args.source, args.new);
+    let cloned = wait_showing_elapsed(console, &what, request).await?;
     if context.console.is_json() && (args.no_wait || cloned.value.deployment.is_none()) {
         context.console.print_json(&cloned.raw)?;
         return Ok(());
