@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use berth_domain::deployment::DeploymentStatus;
-use berth_domain::deployment::StepName;
+use berth_domain::deployment::{StepName, StepStatus};
 use berth_domain::{ApplicationId, DeploymentId, OrganizationId};
 use berth_store::{ApplicationRecord, Store, StoreError};
 use tokio::sync::{Mutex, Notify};
@@ -190,7 +190,19 @@ impl Engine {
     async fn recover_interrupted(&self) -> Result<(), EngineError> {
         for deployment in self.store.deployments_with_status(DeploymentStatus::Running).await? {
             let services = self.store.deployment_services(deployment.id).await?;
-            let mut switched = !services.is_empty();
+            let steps = self.store.deployment_steps(deployment.id).await?;
+            // An application a push left alone (no watched file changed) is as done as
+            // one that switched, unless something in the deployment failed.
+            let any_failed = steps.iter().any(|s| s.status == StepStatus::Failed);
+            let left_alone = |name: &str| {
+                !any_failed
+                    && steps.iter().any(|s| {
+                        s.status == StepStatus::Skipped
+                            && s.application_name.as_deref() == Some(name)
+                    })
+            };
+            let mut switched =
+                !services.is_empty() || steps.iter().any(|s| s.status == StepStatus::Skipped);
             for service in &services {
                 let current = self
                     .store
@@ -199,15 +211,16 @@ impl Engine {
                     .and_then(|a| a.current_deployment_id);
                 switched &= current == Some(deployment.id);
             }
-            let steps = self.store.deployment_steps(deployment.id).await?;
             let covers_all = match deployment.application_id {
                 Some(_) => services.len() == 1,
                 None => {
                     let active = self.store.list_applications(deployment.environment_id).await?;
-                    active
-                        .iter()
-                        .filter(|a| a.lifecycle == berth_store::Lifecycle::Active)
-                        .all(|a| services.iter().any(|s| s.application_id == a.id))
+                    active.iter().filter(|a| a.lifecycle == berth_store::Lifecycle::Active).all(
+                        |a| {
+                            services.iter().any(|s| s.application_id == a.id)
+                                || left_alone(a.name.as_str())
+                        },
+                    )
                 }
             };
             if switched && covers_all {
@@ -381,7 +394,10 @@ impl Engine {
         } else if environment_stopped {
             (
                 "stopped",
-                Some("the environment is stopped; start it with `berth environment start`".to_owned()),
+                Some(
+                    "the environment is stopped; start it with `berth environment start`"
+                        .to_owned(),
+                ),
             )
         } else if application.current_deployment_id.is_none() {
             ("never_deployed", Some("deploy it with `berth deploy`".to_owned()))
