@@ -120,18 +120,73 @@ pub(crate) async fn receive_delivery(
             return Ok(Json(answer("ignored", reason, Vec::new())));
         }
     };
-    match state.engine.dispatch_git_event(&project, &event, host.as_str()).await {
-        Ok(report) => {
-            let summary = report.summary();
-            delivery.record(Some(&project), "accepted", "signature verified", &summary).await;
+    // The dispatch runs as a task of its own: a Git host that gives up waiting (GitHub
+    // after 10 s) drops the request, and a clone with data must not be cut off half-way.
+    // The answer waits for it up to `DISPATCH_ANSWER_BUDGET`; the task records the
+    // delivery's outcome either way.
+    let (done, outcome) = tokio::sync::oneshot::channel();
+    let task = DispatchTask {
+        state: state.clone(),
+        host,
+        event_name: event_name.clone(),
+        project_name: project_name.clone(),
+    };
+    tokio::spawn(async move {
+        let result = task.run(project, event).await;
+        let _ = done.send(result);
+    });
+    match tokio::time::timeout(DISPATCH_ANSWER_BUDGET, outcome).await {
+        Ok(Ok(Ok(report))) => {
             let deployments = report.deployments.iter().map(|d| d.deployment.to_string()).collect();
-            Ok(Json(answer("accepted", summary, deployments)))
+            Ok(Json(answer("accepted", report.summary(), deployments)))
         }
-        Err(error) => {
-            delivery
-                .record(Some(&project), "accepted", "signature verified", "dispatch failed")
-                .await;
-            Err(AppError::internal(error))
+        Ok(Ok(Err(message))) => Err(AppError::Internal(message)),
+        Ok(Err(_)) => Err(AppError::Internal("the dispatch of the delivery stopped".to_owned())),
+        Err(_) => Ok(Json(answer(
+            "accepted",
+            "accepted and still being acted on (cloning an environment can take a while); `berth webhook deliveries` shows what it caused".to_owned(),
+            Vec::new(),
+        ))),
+    }
+}
+
+/// How long a delivery's answer waits for its dispatch: under GitHub's 10 s timeout.
+const DISPATCH_ANSWER_BUDGET: std::time::Duration = std::time::Duration::from_secs(8);
+
+/// A verified delivery's dispatch, owned so it can outlive the request.
+struct DispatchTask {
+    state: AppState,
+    host: GitHost,
+    event_name: String,
+    project_name: String,
+}
+
+impl DispatchTask {
+    /// Dispatches the event and records the delivery with what it caused.
+    async fn run(
+        self,
+        project: ProjectRecord,
+        event: berth_domain::git_events::GitEvent,
+    ) -> Result<berth_engine::git_dispatch::DispatchReport, String> {
+        let delivery = Delivery {
+            state: &self.state,
+            host: self.host,
+            event: &self.event_name,
+            project_name: &self.project_name,
+        };
+        match self.state.engine.dispatch_git_event(&project, &event, self.host.as_str()).await {
+            Ok(report) => {
+                let summary = report.summary();
+                delivery.record(Some(&project), "accepted", "signature verified", &summary).await;
+                Ok(report)
+            }
+            Err(error) => {
+                tracing::error!(%error, project = %project.name, "dispatching a webhook delivery failed");
+                delivery
+                    .record(Some(&project), "accepted", "signature verified", "dispatch failed")
+                    .await;
+                Err("acting on the delivery failed; the server log has the details".to_owned())
+            }
         }
     }
 }
