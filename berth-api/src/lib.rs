@@ -413,7 +413,7 @@ pub struct CloneDatabase {
     /// How the data is copied: `physical` (an online `pg_basebackup`, PostgreSQL only) or
     /// `dump` (a logical dump streamed into a restore). Default: `physical` for PostgreSQL
     /// container databases, `dump` for the other engines.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<String>,
 }
 
@@ -422,9 +422,11 @@ pub struct CloneDatabase {
 pub struct ClonedDatabase {
     #[serde(flatten)]
     pub database: Database,
-    /// The method used: `physical` or `dump`.
-    pub clone_method: String,
+    /// The method used: `physical` or `dump` (absent from servers older than the field).
+    #[serde(default)]
+    pub clone_method: Option<String>,
     /// Bytes streamed from the source (the dump, or the base backup).
+    #[serde(default)]
     pub copied_bytes: u64,
 }
 

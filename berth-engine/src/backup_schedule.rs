@@ -120,7 +120,11 @@ impl Engine {
             if shutdown.is_cancelled() {
                 return Ok(());
             }
-            self.run_schedule_if_due(&schedule).await?;
+            // One database's trouble (an unreadable slot, a store error) must not keep the
+            // schedules after it in the list from running.
+            if let Err(error) = self.run_schedule_if_due(&schedule).await {
+                tracing::warn!(database = %schedule.database_id, %error, "backup schedule failed; retrying soon");
+            }
         }
         Ok(())
     }

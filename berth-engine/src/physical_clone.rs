@@ -371,6 +371,9 @@ impl Engine {
             }
         }
         drop(extract_in);
+        // Should the extraction stop early, the backup's output is drained and dropped
+        // (instead of blocking its sender forever), so both tasks end.
+        drop(backup_receiver);
         let joined =
             |e: tokio::task::JoinError| BackupError::Store(format!("the copy task failed: {e}"));
         let backed_up = backing_up.await.map_err(joined)?.map_err(EngineError::from)?;

@@ -7,7 +7,8 @@
 //!
 //! Guarantees: at most `max_previews` previews per blueprint, and a pull request from a
 //! fork gets none unless the blueprint allows forks (it would receive the blueprint's
-//! secrets and data); every refusal is recorded with its reason. Events are handled one at
+//! secrets and data); every refusal is recorded with its reason, and so is a preview that
+//! could not be created (its clone failed and was removed). Events are handled one at
 //! a time, so an `opened` racing a `synchronize` cannot create two previews.
 
 use std::sync::Arc;
@@ -193,25 +194,16 @@ impl Engine {
             })
         };
         if let Some(reason) = refusal {
-            self.store
-                .record_preview_refusal(
-                    blueprint.id,
-                    event.number,
-                    event.head_branch.as_str(),
-                    &reason,
-                )
-                .await?;
-            tracing::info!(pull_request = event.number, %reason, "preview refused");
-            return Ok(PreviewOutcome::Refused { blueprint: blueprint.clone(), reason });
+            return self.refuse(blueprint, event, reason).await;
         }
         let name = preview_environment_name(event.number)?;
         if let Some(other) = self.store.environment_by_name(project.id, name.as_str()).await? {
-            return Err(EnvironmentError::Conflict(format!(
-                "environment {} already exists ({}); the preview of pull request #{} is created once it is gone",
+            let reason = format!(
+                "environment {} already exists ({}); the next commit pushed to the pull request creates its preview once the name is free",
                 other.name,
                 if other.lifecycle == Lifecycle::Deleting { "still being deleted" } else { "not a preview" },
-                event.number
-            )));
+            );
+            return self.refuse(blueprint, event, reason).await;
         }
         let request = CloneEnvironment {
             name,
@@ -220,7 +212,16 @@ impl Engine {
             with_data: settings.with_data,
             deploy: false,
         };
-        let environment = self.clone_environment(project, blueprint, request).await?;
+        let environment = match self.clone_environment(project, blueprint, request).await {
+            Ok(environment) => environment,
+            // Recorded like a refusal, so `preview list` says why the pull request has no
+            // preview (e.g. the blueprint is stopped and previews copy its data).
+            Err(error @ (EnvironmentError::Conflict(_) | EnvironmentError::CloneFailed(_))) => {
+                let reason = format!("the preview could not be created: {error}");
+                return self.refuse(blueprint, event, reason).await;
+            }
+            Err(error) => return Err(error),
+        };
         let finished = async {
             self.follow_pull_request_head(&environment, event).await?;
             self.store
@@ -248,9 +249,24 @@ impl Engine {
             }
             Err(error) => {
                 self.delete_environment(project, &environment, false).await?;
-                Err(EnvironmentError::CloneFailed(error.to_string()))
+                let reason = format!("the preview could not be created: {error}");
+                self.refuse(blueprint, event, reason).await
             }
         }
+    }
+
+    /// Records that the pull request gets no preview, and why.
+    async fn refuse(
+        &self,
+        blueprint: &EnvironmentRecord,
+        event: &PullRequestEvent,
+        reason: String,
+    ) -> Result<PreviewOutcome, EnvironmentError> {
+        self.store
+            .record_preview_refusal(blueprint.id, event.number, event.head_branch.as_str(), &reason)
+            .await?;
+        tracing::info!(pull_request = event.number, %reason, "no preview");
+        Ok(PreviewOutcome::Refused { blueprint: blueprint.clone(), reason })
     }
 
     /// Points the preview's applications built from the base repository at the pull

@@ -155,16 +155,7 @@ impl Source for GitCli {
         }
         run.local("init", &["init", "--quiet"].map(OsStr::new), checkout_dir, None).await?;
         let refspec = format!("refs/heads/{}", checked.branch);
-        let fetch = [
-            "fetch",
-            "--depth=1",
-            "--no-tags",
-            "--no-recurse-submodules",
-            "--",
-            checked.url.as_str(),
-            refspec.as_str(),
-        ]
-        .map(OsStr::new);
+        let fetch = fetch_args("--depth=1", &checked.url, &refspec);
         run.remote(&fetch, checkout_dir, Some(log)).await?;
         let checkout_args = ["checkout", "--quiet", "--detach", "FETCH_HEAD", "--"].map(OsStr::new);
         run.local("checkout", &checkout_args, checkout_dir, Some(log)).await?;
@@ -224,30 +215,12 @@ impl Source for GitCli {
         let cat_file = ["cat-file", "-e", wanted.as_str()].map(OsStr::new);
         if !run.run(&cat_file, checkout_dir, None).await?.success() {
             log.line(&format!("Fetching commit {from_commit} to compare with"));
-            let by_id = [
-                "fetch",
-                "--depth=1",
-                "--no-tags",
-                "--no-recurse-submodules",
-                "--",
-                checked.url.as_str(),
-                from_commit,
-            ]
-            .map(OsStr::new);
+            let by_id = fetch_args("--depth=1", &checked.url, from_commit);
             let fetched = run.run(&by_id, checkout_dir, Some(log)).await?;
             if !fetched.success() {
                 log.line("the server does not serve commits by id; fetching the branch history");
                 let refspec = format!("refs/heads/{}", checked.branch);
-                let history = [
-                    "fetch",
-                    "--unshallow",
-                    "--no-tags",
-                    "--no-recurse-submodules",
-                    "--",
-                    checked.url.as_str(),
-                    refspec.as_str(),
-                ]
-                .map(OsStr::new);
+                let history = fetch_args("--unshallow", &checked.url, &refspec);
                 run.remote(&history, checkout_dir, Some(log)).await?;
             }
             if !run.run(&cat_file, checkout_dir, None).await?.success() {
@@ -450,6 +423,12 @@ fn parse_git_version(line: &str) -> Option<(u32, u32)> {
     let major = numbers.next()?.parse().ok()?;
     let minor = numbers.next()?.parse().ok()?;
     Some((major, minor))
+}
+
+/// `git fetch <depth> --no-tags --no-recurse-submodules -- <url> <what>`: the URL and the
+/// refspec or commit come after `--`, so neither is ever read as an option.
+fn fetch_args<'a>(depth: &'a str, url: &'a str, what: &'a str) -> [&'a OsStr; 7] {
+    ["fetch", depth, "--no-tags", "--no-recurse-submodules", "--", url, what].map(OsStr::new)
 }
 
 /// A full SHA-1 (40) or SHA-256 (64) object id in lower-case hex.

@@ -11,6 +11,7 @@
 mod signing;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use berth_engine::backup_store::{BackupStore, BackupStoreError, FetchedBackup};
@@ -24,6 +25,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// A single PUT accepts up to 5 GiB.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Numbers the downloads of this process, so that each has its own scratch file.
+static NEXT_DOWNLOAD: AtomicU64 = AtomicU64::new(0);
+
 /// Why the S3 settings are unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum S3ConfigError {
@@ -31,6 +35,8 @@ pub enum S3ConfigError {
     Endpoint(String),
     #[error("--s3-bucket {0:?} is not a valid bucket name (3-63 lower-case letters, digits, '.' and '-')")]
     Bucket(String),
+    #[error("--s3-prefix {0:?} has a '.' or '..' path segment: HTTP clients rewrite those, so the request would address another key than the one signed; use a prefix like berth/ or backups/berth/")]
+    Prefix(String),
     #[error("cannot create the HTTP client: {0}")]
     Client(String),
 }
@@ -84,6 +90,11 @@ impl S3Store {
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-');
         if !bucket_ok {
             return Err(S3ConfigError::Bucket(settings.bucket.clone()));
+        }
+        // URL parsers resolve `.` and `..` segments (also their %2E spellings) before
+        // sending, which would break the signature and could address another object.
+        if settings.prefix.split('/').any(|segment| segment == "." || segment == "..") {
+            return Err(S3ConfigError::Prefix(settings.prefix.clone()));
         }
         let client = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
@@ -263,13 +274,23 @@ impl BackupStore for S3Store {
         if !response.status().is_success() {
             return Err(self.failed("read", &object_key, response).await);
         }
-        let path: PathBuf =
-            scratch_dir.join(format!(".download-{}.partial", key.replace('/', "-")));
-        // From here on the handle removes the file, whatever happens.
-        let fetched = FetchedBackup::temporary(path.clone());
-        let mut file = tokio::fs::File::create(&path)
+        // A name of its own per download: two restores of the same backup at once must
+        // not write into (and truncate) each other's verified copy.
+        let download = NEXT_DOWNLOAD.fetch_add(1, Ordering::Relaxed);
+        let path: PathBuf = scratch_dir.join(format!(
+            ".download-{}-{}-{download}.partial",
+            key.replace('/', "-"),
+            std::process::id()
+        ));
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
             .await
             .map_err(BackupStoreError::io("cannot create", &path))?;
+        // From here on the handle removes the file, whatever happens.
+        let fetched = FetchedBackup::temporary(path.clone());
         let mut hasher = Sha256::new();
         loop {
             let chunk = response.chunk().await.map_err(|e| {
@@ -333,8 +354,33 @@ mod tests {
     }
 
     #[test]
+    fn the_url_sent_has_exactly_the_signed_path() {
+        let store = S3Store::new(settings("http://127.0.0.1:9000", "backups")).unwrap();
+        for key in ["db/a b+c=d&e?f#g%h~i", "db/caf\u{e9}/x;y,z'(1)*!$@", "db//double/.hidden"] {
+            let path = store.path_of(key);
+            let url = reqwest::Url::parse(&format!("{}{path}", store.settings.endpoint)).unwrap();
+            assert_eq!(url.path(), path, "key {key:?}");
+            assert_eq!(url.query(), None, "key {key:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_a_prefix_that_a_url_parser_would_rewrite() {
+        for prefix in ["../", "a/./b/", "a/../"] {
+            let mut bad = settings("http://127.0.0.1:9000", "backups");
+            bad.prefix = prefix.into();
+            assert!(matches!(S3Store::new(bad), Err(S3ConfigError::Prefix(_))), "{prefix}");
+        }
+    }
+
+    #[test]
     fn debug_output_has_no_secret() {
-        let text = format!("{:?}", settings("http://127.0.0.1:9000", "backups"));
-        assert!(!text.contains("secret"), "{text}");
+        let settings = settings("http://127.0.0.1:9000", "backups");
+        let store = S3Store::new(settings.clone()).unwrap();
+        for text in
+            [format!("{settings:?}"), format!("{store:?}"), format!("{:?}", settings.credentials)]
+        {
+            assert!(!text.contains("secret"), "{text}");
+        }
     }
 }

@@ -29,7 +29,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use test_support::databases::{database_container, psql, redis_cli, try_docker};
+use test_support::databases::{database_container, psql, redis_cli, require_image};
 use test_support::harness::{
     free_loopback_address, run_program, unique_name, wait_for, wait_until, CliOutput, TestServer,
 };
@@ -47,14 +47,6 @@ const SCHEDULE_DEADLINE: Duration = Duration::from_secs(120);
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
 }
 
 /// moto, a local S3-compatible server, started by this test on a free loopback port and

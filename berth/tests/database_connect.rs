@@ -24,7 +24,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use test_support::databases::{
-    database_container, psql, random_uuid, redis_cli, try_docker, try_psql, wait_for_answer,
+    database_container, psql, random_uuid, redis_cli, require_image, try_psql, wait_for_answer,
 };
 use test_support::harness::{docker, run_program, unique_name, ContainerGuard, TestServer};
 
@@ -38,14 +38,6 @@ const CONCURRENT_SESSIONS: usize = 4;
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
 }
 
 /// A running `berth database connect ... --no-client`, killed (by its pid) on drop.

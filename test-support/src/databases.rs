@@ -53,6 +53,16 @@ pub fn try_docker(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// Fails the test, saying how to build it, when a database image is missing (they are
+/// built by `scripts/build-base-images.sh --with-databases`).
+#[track_caller]
+pub fn require_image(image: &str) {
+    assert!(
+        try_docker(&["image", "inspect", image]).is_ok(),
+        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
+    );
+}
+
 /// The id of container `name`, `None` when there is no such container.
 pub fn container_id(name: &str) -> Option<String> {
     try_docker(&["container", "inspect", "--format", "{{.Id}}", name])

@@ -226,11 +226,12 @@ async fn clone(context: &mut Context<'_>, args: CloneDatabaseArgs) -> Result<(),
         context.console.print_json(&cloned.raw)?;
     } else {
         context.console.print(&cloned_text(&args.source, &cloned.value.database))?;
-        context.console.eprintln(&format!(
-            "copied {} with the {} method",
-            format_size(cloned.value.copied_bytes),
-            cloned.value.clone_method
-        ))?;
+        if let Some(method) = &cloned.value.clone_method {
+            context.console.eprintln(&format!(
+                "copied {} with the {method} method",
+                format_size(cloned.value.copied_bytes)
+            ))?;
+        }
     }
     Ok(())
 }

@@ -8,7 +8,9 @@
 //! the database protocols are byte streams already, so framing them in WebSocket messages
 //! would add a dependency on both sides and nothing else; hyper hands the raw connection
 //! over after the 101, and reqwest's `Response::upgrade` does the same in the CLI. The
-//! same bearer token as every route authenticates it (the middleware runs before it).
+//! bearer-token middleware runs before it (no token, no upgrade), and, like the
+//! credentials, the tunnel needs an admin token: a raw connection to the database is
+//! worth as much as its password.
 //!
 //! Expected flow: resolve the database (404 when unknown, 409 while it is being deleted),
 //! resolve its address (its port published on 127.0.0.1 in container mode, the external
@@ -54,12 +56,7 @@ pub(crate) async fn get_database_credentials(
     Extension(caller): Extension<Caller>,
     Path((project, environment, database)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    if caller.role != ADMIN_ROLE {
-        return Err(AppError::Forbidden(format!(
-            "reading a database's credentials needs an admin token; token {:?} has role {:?}",
-            caller.token_name, caller.role
-        )));
-    }
+    require_admin(&caller, "reading a database's credentials")?;
     let (_, _, record) = find(&state, &project, &environment, &database).await?;
     lookup::ensure_active(record.lifecycle, "the database")?;
     let credentials = state.engine.database_credentials(&record)?;
@@ -80,20 +77,25 @@ pub(crate) async fn get_database_credentials(
 /// **Upgrade endpoint**: opens a byte tunnel to the database. Send `Connection: Upgrade`
 /// and `Upgrade: berth-database-tunnel`; on `101 Switching Protocols` the connection
 /// carries the database's own protocol (PostgreSQL, MySQL, RESP) until either side closes.
-/// Errors (unknown database, database being deleted or not running, database not
-/// answering) come as the usual JSON error before any upgrade.
+/// Admin tokens only. Errors (not an admin token, unknown database, database being
+/// deleted or not running, database not answering) come as the usual JSON error before
+/// any upgrade.
 #[utoipa::path(get, path = "/projects/{project}/environments/{environment}/databases/{database}/tunnel", tag = "databases",
     params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path),
         ("Upgrade" = String, Header, description = "`berth-database-tunnel`"),
         ("Connection" = String, Header, description = "`Upgrade`")),
     responses((status = 101, description = "Switching Protocols: the connection is now the tunnel"),
-        (status = 401, body = wire::ErrorBody), (status = 404, body = wire::ErrorBody),
-        (status = 409, body = wire::ErrorBody), (status = 422, body = wire::ErrorBody)))]
+        (status = 401, body = wire::ErrorBody), (status = 403, body = wire::ErrorBody),
+        (status = 404, body = wire::ErrorBody), (status = 409, body = wire::ErrorBody),
+        (status = 422, body = wire::ErrorBody)))]
 pub(crate) async fn open_database_tunnel(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((project, environment, database)): Path<(String, String, String)>,
     mut request: Request,
 ) -> ApiResult<Response> {
+    // A raw connection to the database is worth as much as its credentials.
+    require_admin(&caller, "opening a tunnel to a database")?;
     let (project, environment, record) = find(&state, &project, &environment, &database).await?;
     lookup::ensure_active(record.lifecycle, "the database")?;
     if !asks_for_tunnel(request.headers()) {
@@ -160,6 +162,17 @@ pub(crate) async fn open_database_tunnel(
         ],
     )
         .into_response())
+}
+
+/// Refuses callers whose token is not an admin token, naming the token and what needs it.
+fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
+    if caller.role == ADMIN_ROLE {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(format!(
+        "{what} needs an admin token; token {:?} has role {:?}",
+        caller.token_name, caller.role
+    )))
 }
 
 /// `Connection` lists `upgrade` and `Upgrade` names the tunnel protocol (both

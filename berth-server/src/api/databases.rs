@@ -482,7 +482,7 @@ pub(crate) async fn clone_database(
         StatusCode::CREATED,
         Json(wire::ClonedDatabase {
             database,
-            clone_method: cloned.method.as_str().to_owned(),
+            clone_method: Some(cloned.method.as_str().to_owned()),
             copied_bytes: cloned.bytes,
         }),
     ))

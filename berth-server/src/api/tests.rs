@@ -334,10 +334,13 @@ async fn database_credentials_are_revealed_to_admin_tokens_only() {
         .create_api_token(organization.id, "ci", &crate::auth::token_digest(&viewer), "viewer")
         .await
         .unwrap();
-    let path = format!("{databases}/cache/credentials");
-    let (status, body) = h.call_raw("GET", &path, None, Some(&viewer), false).await;
-    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    assert!(error_message(&body).contains("needs an admin token"), "{body}");
+    // The tunnel too: a raw connection to the database is worth its password.
+    for suffix in ["credentials", "tunnel"] {
+        let path = format!("{databases}/cache/{suffix}");
+        let (status, body) = h.call_raw("GET", &path, None, Some(&viewer), false).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{suffix}: {body}");
+        assert!(error_message(&body).contains("needs an admin token"), "{suffix}: {body}");
+    }
     let (status, body) = h.call("GET", &format!("{databases}/nope/credentials"), None).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
 
