@@ -505,6 +505,17 @@ impl Engine {
                 backups.push((database.name.clone(), backup));
             }
         }
+        // Previews are copies of this environment made for pull requests: without their
+        // blueprint no pull-request event or expiry would reach them again, so they go
+        // with it.
+        for preview in self.store.list_previews(environment.id).await? {
+            if let Some(preview_environment) =
+                self.store.environment(preview.environment_id).await?
+            {
+                tracing::info!(preview = %preview_environment.name, blueprint = %environment.name, "deleting a preview with its blueprint");
+                self.remove_environment(&preview_environment).await?;
+            }
+        }
         self.remove_environment(environment).await?;
         Ok(backups)
     }
