@@ -377,4 +377,27 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
         cli_json(&server, &["environment", "preview", "list", "--project", &project, "production"]);
     assert!(listed["previews"].as_array().unwrap().is_empty(), "{listed:#}");
     wait_content(&server, &production_host, "content: version one");
+
+    // Deleting the blueprint deletes its previews with it.
+    server
+        .cli(&[
+            "environment",
+            "preview",
+            "enable",
+            "--project",
+            &project,
+            "production",
+            "--expire-after",
+            "1h",
+        ])
+        .expect_success();
+    let pr6 =
+        PullRequest { number: 6, head_branch: "feature-2", head_commit: &feature_2, fork: None };
+    let answer = deliver(&server, &project, &url, "opened", &pr6);
+    wait_deployed(&server, &answer);
+    let pr6_id = environment_id(&server, &project, "pr-6");
+    server
+        .cli(&["environment", "delete", "--project", &project, "production", "--yes"])
+        .expect_success();
+    wait_gone(&server, &project, "pr-6", &pr6_id);
 }
