@@ -35,15 +35,15 @@ mod test_server;
 use std::process::ExitCode;
 
 pub use args::{
-    ApplyArgs, ExportArgs, ImportComposeArgs, ImportCommand,
-    AliasVariableArgs, ApplicationCommand, ApplicationNameArgs, Cli, CloneDatabaseArgs, Command,
-    ConfirmArgs, CreateApplicationArgs, CreateDatabaseArgs, CreateEnvironmentArgs, DatabaseCommand,
-    DatabaseNameArgs, DeleteApplicationArgs, DeleteDatabaseArgs, DeleteEnvironmentArgs,
-    DeleteProjectArgs, DeleteVariableArgs, DeployArgs, DeploymentCommand, DeploymentIdArg,
-    DeploymentListArgs, DeploymentLogsArgs, EnvVarCommand, EnvironmentArgs, EnvironmentCommand,
-    ExecArgs, GitSourceArgs, GlobalArgs, ImportVariablesArgs, LoginArgs, LogsArgs, NameArg,
-    OutputFormat, ProjectArg, ProjectCommand, RestoreDatabaseArgs, RollbackArgs, RuntimeArgs,
-    ScopeArgs, SetVariableArgs, UpdateApplicationArgs, DEFAULT_URL,
+    AliasVariableArgs, ApplicationCommand, ApplicationNameArgs, ApplyArgs, Cli, CloneDatabaseArgs,
+    Command, ConfirmArgs, CreateApplicationArgs, CreateDatabaseArgs, CreateEnvironmentArgs,
+    DatabaseCommand, DatabaseNameArgs, DeleteApplicationArgs, DeleteDatabaseArgs,
+    DeleteEnvironmentArgs, DeleteProjectArgs, DeleteVariableArgs, DeployArgs, DeploymentCommand,
+    DeploymentIdArg, DeploymentListArgs, DeploymentLogsArgs, EnvVarCommand, EnvironmentArgs,
+    EnvironmentCommand, ExecArgs, ExportArgs, GitSourceArgs, GlobalArgs, ImportCommand,
+    ImportComposeArgs, ImportVariablesArgs, LoginArgs, LogsArgs, NameArg, OutputFormat, ProjectArg,
+    ProjectCommand, RestoreDatabaseArgs, RollbackArgs, RuntimeArgs, ScopeArgs, SetVariableArgs,
+    UpdateApplicationArgs, DEFAULT_URL,
 };
 
 /// Runs a parsed command line: prints results on stdout, progress and errors on stderr.

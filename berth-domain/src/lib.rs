@@ -18,8 +18,8 @@ pub mod routes;
 pub mod source;
 pub mod spec;
 pub mod variables;
-pub mod webhook_payloads;
 pub mod watch;
+pub mod webhook_payloads;
 
 pub use ids::{
     ApiTokenId, ApplicationId, BackupId, DatabaseId, DeploymentId, EnvironmentId, OrganizationId,

@@ -101,13 +101,14 @@ impl S3Store {
             .connect_timeout(Duration::from_secs(15))
             .build()
             .map_err(|e| S3ConfigError::Client(e.to_string()))?;
-        // The Host header leaves out a default port; the signature must match it.
+        // The Host header leaves out a default port and is lower-case (the URL parser
+        // normalises both); the signature must match it.
         let host = match settings.endpoint.starts_with("https://") {
             true => rest.strip_suffix(":443"),
             false => rest.strip_suffix(":80"),
         }
         .unwrap_or(rest)
-        .to_owned();
+        .to_ascii_lowercase();
         Ok(Self { host, settings, client })
     }
 
@@ -355,11 +356,14 @@ mod tests {
 
     #[test]
     fn the_url_sent_has_exactly_the_signed_path() {
-        let store = S3Store::new(settings("http://127.0.0.1:9000", "backups")).unwrap();
+        let store = S3Store::new(settings("http://S3.Example.COM:80", "backups")).unwrap();
+        assert_eq!(store.host, "s3.example.com");
         for key in ["db/a b+c=d&e?f#g%h~i", "db/caf\u{e9}/x;y,z'(1)*!$@", "db//double/.hidden"] {
             let path = store.path_of(key);
             let url = reqwest::Url::parse(&format!("{}{path}", store.settings.endpoint)).unwrap();
             assert_eq!(url.path(), path, "key {key:?}");
+            assert_eq!(url.host_str(), Some(store.host.as_str()));
+            assert_eq!(url.port(), None);
             assert_eq!(url.query(), None, "key {key:?}");
         }
     }

@@ -29,7 +29,9 @@
 //! that a restore replaces; an external server is not touched. With `--yes`, `restore`
 //! still announces on stderr what it replaces.
 
-use berth_api::{Backup, CloneDatabase, ClonedDatabase, CreateDatabase, Database, RestoreRequest, UpdateDatabase};
+use berth_api::{
+    Backup, CloneDatabase, ClonedDatabase, CreateDatabase, Database, RestoreRequest, UpdateDatabase,
+};
 
 use super::delete::{delete, Deletion};
 use super::{ask, read_secret, unconfirmed, CliError, Context};

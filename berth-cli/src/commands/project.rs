@@ -185,7 +185,8 @@ mod tests {
             updated project shop
             polling: every 60 s
             branch environments: branches matching feature/* get a clone of staging with its data
-        "#]].assert_eq(&updated.transcript());
+        "#]]
+        .assert_eq(&updated.transcript());
         assert_eq!(
             stub.bodies("PATCH"),
             [
