@@ -212,7 +212,7 @@ baseline_run() {
   "$DOCKER" network create --label "$BENCH_LABEL=$BENCH_RUN_ID" "$network" >/dev/null
   plain_container "$db" "$db" bench --network "$network" --network-alias db
   wait_pg_ready "$db"
-  "$DOCKER" exec "$SRC" sh -c 'exec pg_dump -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' |
+  "$DOCKER" exec "$SRC" sh -c 'exec pg_dump --no-owner --no-privileges -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' |
     "$DOCKER" exec -i "$db" sh -c \
       'exec psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB"' >/dev/null
   for app in "${APPS[@]}"; do
