@@ -337,6 +337,11 @@ pub struct UpdateDatabase {
     /// How many scheduled backups are kept; older ones are deleted.
     #[serde(default)]
     pub backup_retention: Option<u32>,
+    /// External databases: the server's new URL (with its new credentials). It is checked
+    /// by opening a session before it is stored; the environment's applications are then
+    /// redeployed (`queued_deployment` in the answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_url: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -379,6 +384,10 @@ pub struct Database {
     /// Why the last scheduled backup failed (it is retried), if it did.
     #[serde(default)]
     pub last_backup_error: Option<String>,
+    /// After a change of credentials (`rotate-credentials`, a new external URL): the
+    /// deployment queued to give the environment's applications the new values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queued_deployment: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -629,8 +629,13 @@ pub enum DatabaseCommand {
     Backups(DatabaseNameArgs),
     /// Replace a database's data with a backup's (asks for confirmation).
     Restore(RestoreDatabaseArgs),
-    /// Change a database's backup schedule and retention.
+    /// Change a database's backup schedule and retention, or an external database's URL
+    /// (checked first; the environment's applications are then redeployed).
     Update(UpdateDatabaseArgs),
+    /// Give a container database a new generated password, then redeploy the
+    /// environment's applications with it (asks for confirmation: old application
+    /// instances lose access until they are replaced).
+    RotateCredentials(RotateCredentialsArgs),
     /// Delete one backup from the backup store (asks for confirmation).
     BackupDelete(BackupDeleteArgs),
     /// Copy a database with its data into a new database with its own credentials.
@@ -720,6 +725,28 @@ pub struct UpdateDatabaseArgs {
     /// Keep this many scheduled backups (the newest); older ones are deleted now.
     #[arg(long, value_name = "N")]
     pub backup_retention: Option<u32>,
+    /// External databases: the server's new URL with its credentials, e.g.
+    /// postgresql://user:password@host:5432/name. The server opens a session with it
+    /// before storing it, then redeploys the environment's applications.
+    #[arg(long, value_name = "URL", conflicts_with = "external_url_stdin")]
+    pub external_url: Option<String>,
+    /// Like --external-url, reading the URL from standard input.
+    #[arg(long)]
+    pub external_url_stdin: bool,
+    /// With a new URL: wait for the redeployment to finish, showing progress.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RotateCredentialsArgs {
+    #[command(flatten)]
+    pub database: DatabaseNameArgs,
+    #[command(flatten)]
+    pub confirm: ConfirmArgs,
+    /// Wait for the redeployment of the applications to finish, showing progress.
+    #[arg(long, short = 'w')]
+    pub wait: bool,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -112,28 +112,55 @@ fn matches_path(glob: &str, path: &str) -> bool {
     (1..=segments.len()).any(|len| match_segments(&pattern, &segments[..len]))
 }
 
+/// `**` segments match any number of path segments; the others one segment each.
 fn match_segments(pattern: &[&str], path: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => path.is_empty(),
-        Some((&"**", rest)) => (0..=path.len()).any(|skip| match_segments(rest, &path[skip..])),
-        Some((first, rest)) => match path.split_first() {
-            Some((segment, path_rest)) => {
-                match_segment(first.as_bytes(), segment.as_bytes())
-                    && match_segments(rest, path_rest)
-            }
-            None => false,
-        },
-    }
+    wildcard_match(
+        pattern,
+        path,
+        |p| *p == "**",
+        |p, segment| match_segment(p.as_bytes(), segment.as_bytes()),
+    )
 }
 
 /// `*` and `?` within one segment.
 fn match_segment(pattern: &[u8], text: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => text.is_empty(),
-        Some((b'*', rest)) => (0..=text.len()).any(|skip| match_segment(rest, &text[skip..])),
-        Some((b'?', rest)) => !text.is_empty() && match_segment(rest, &text[1..]),
-        Some((c, rest)) => text.first() == Some(c) && match_segment(rest, &text[1..]),
+    wildcard_match(pattern, text, |p| *p == b'*', |p, c| *p == b'?' || p == c)
+}
+
+/// Glob matching where a star matches any run of items: greedy, going back only to the
+/// last star, so it takes at most `pattern.len() * text.len()` steps (a recursive matcher
+/// is exponential in the number of stars, and the file names come from a pushed commit).
+fn wildcard_match<P, T>(
+    pattern: &[P],
+    text: &[T],
+    is_star: impl Fn(&P) -> bool,
+    matches_one: impl Fn(&P, &T) -> bool,
+) -> bool {
+    let (mut at_pattern, mut at_text) = (0, 0);
+    // The last star seen, and the position in the text it is tried from next.
+    let mut last_star: Option<(usize, usize)> = None;
+    while at_text < text.len() {
+        match pattern.get(at_pattern) {
+            Some(item) if is_star(item) => {
+                last_star = Some((at_pattern, at_text));
+                at_pattern += 1;
+            }
+            Some(item) if matches_one(item, &text[at_text]) => {
+                at_pattern += 1;
+                at_text += 1;
+            }
+            _ => match last_star {
+                // Let the last star take one more item and try again after it.
+                Some((star, from)) => {
+                    last_star = Some((star, from + 1));
+                    at_pattern = star + 1;
+                    at_text = from + 1;
+                }
+                None => return false,
+            },
+        }
     }
+    pattern[at_pattern..].iter().all(is_star)
 }
 
 #[cfg(test)]
@@ -176,6 +203,18 @@ mod tests {
         let watch = patterns("shared,lib?/x");
         assert!(first_watched_file(&watch, ".", &changed(&["shared/deep/file"])).is_some());
         assert!(first_watched_file(&watch, ".", &changed(&["lib1/x/y"])).is_some());
+    }
+
+    #[test]
+    fn many_stars_match_in_linear_steps() {
+        // A recursive matcher takes billions of steps here; this one a few thousand.
+        let stars = patterns(&format!("{}b,{}x", "*a".repeat(15), "**/".repeat(15)));
+        let long_name = "a".repeat(60);
+        let deep_path = vec!["d"; 60].join("/");
+        let files = changed(&[long_name.as_str(), deep_path.as_str()]);
+        assert_eq!(first_watched_file(&stars, ".", &files), None);
+        assert!(first_watched_file(&stars, ".", &changed(&[&format!("{long_name}b")])).is_some());
+        assert!(first_watched_file(&stars, ".", &changed(&[&format!("{deep_path}/x")])).is_some());
     }
 
     #[test]

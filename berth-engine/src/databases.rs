@@ -245,10 +245,22 @@ impl Engine {
         let mut labels = owner_labels;
         // What the container was created with, so a change of version is noticed.
         labels.insert("berth.database-image".to_owned(), image.clone());
+        // And with which credentials, so a container left with old ones after a rotation
+        // is recreated (`database_credentials.rs`).
+        labels.insert(
+            crate::database_credentials::CREDENTIALS_LABEL.to_owned(),
+            crate::database_credentials::credentials_fingerprint(&credentials),
+        );
         if let Some(existing) =
             runtime.inspect_container(&name).await.map_err(|e| fail(e.to_string()))?
         {
-            if existing.running && existing.labels.get("berth.database-image") == Some(&image) {
+            if existing.running
+                && existing.labels.get("berth.database-image") == Some(&image)
+                && crate::database_credentials::container_has_credentials(
+                    &existing.labels,
+                    &credentials,
+                )
+            {
                 return Ok((name, format!("{} {} already running", spec.engine, spec.version)));
             }
             sink.line(&format!("stopping {name} gracefully before starting it again"));

@@ -56,7 +56,10 @@ pub struct Engine {
     pub(crate) key: MasterKey,
     pub(crate) config: EngineConfig,
     pub(crate) organization: OrganizationId,
+    /// Wakes the queue loop (a deployment was queued or ended).
     wake: Notify,
+    /// Wakes the reconciler (something was marked for deletion, a deployment ended).
+    reconcile_wake: Notify,
     running: AtomicUsize,
     last_generation: AtomicU64,
     /// Serialises reconciler passes and route publication.
@@ -108,6 +111,7 @@ impl Engine {
             config,
             organization,
             wake: Notify::new(),
+            reconcile_wake: Notify::new(),
             running: AtomicUsize::new(0),
             last_generation: AtomicU64::new(0),
             reconcile_lock: Mutex::new(()),
@@ -125,9 +129,11 @@ impl Engine {
         &self.adapters.runtime
     }
 
-    /// Wakes the loop: a deployment was queued or something was marked for deletion.
+    /// Wakes the queue loop and the reconciler: a deployment was queued or ended, or
+    /// something was marked for deletion.
     pub fn notify(&self) {
         self.wake.notify_one();
+        self.reconcile_wake.notify_one();
     }
 
     /// A route-table generation greater than every earlier one, across restarts too
@@ -159,27 +165,33 @@ impl Engine {
         tokio::spawn(Arc::clone(&self).backup_scheduler(shutdown.clone()));
         tokio::spawn(Arc::clone(&self).preview_expiry(shutdown.clone()));
         tokio::spawn(Arc::clone(&self).poll_git_heads(shutdown.clone()));
-        let mut last_reconcile: Option<tokio::time::Instant> = None;
-        let mut woken = true;
+        // The reconciler runs beside the queue, so a queued deployment never waits for a
+        // reconcile pass to finish (deployments already run beside it).
+        tokio::spawn(Arc::clone(&self).reconcile_loop(shutdown.clone()));
         loop {
             if let Err(error) = self.start_queued(&shutdown).await {
                 tracing::error!(%error, "could not start queued deployments");
             }
-            // A wake-up means a deletion was requested or a deployment ended: reconcile
-            // now. Otherwise a periodic pass catches drift (a crashed container, a
-            // restarted engine that republished ports).
-            let periodic_due =
-                last_reconcile.is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-            if woken || periodic_due {
-                if let Err(error) = self.reconcile().await {
-                    tracing::warn!(%error, "reconcile pass failed; retrying soon");
-                }
-                last_reconcile = Some(tokio::time::Instant::now());
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = self.wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            }
+        }
+    }
+
+    /// Reconciles when woken (a deletion was requested or a deployment ended) and every
+    /// 10 s otherwise, to catch drift (a crashed container, a restarted engine that
+    /// republished ports).
+    async fn reconcile_loop(self: Arc<Self>, shutdown: CancellationToken) {
+        loop {
+            if let Err(error) = self.reconcile().await {
+                tracing::warn!(%error, "reconcile pass failed; retrying soon");
             }
             tokio::select! {
                 () = shutdown.cancelled() => break,
-                () = self.wake.notified() => woken = true,
-                () = tokio::time::sleep(Duration::from_secs(2)) => woken = false,
+                () = self.reconcile_wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
             }
         }
     }

@@ -13,7 +13,9 @@
 //! depending on it (directly or not) are recorded `skipped` ("dependency X failed") and
 //! keep theirs too; independent applications still complete; the deployment is recorded
 //! failed, naming the first application that failed. A cancellation stops every
-//! application that has not switched traffic and starts no further wave.
+//! application that has not switched traffic and starts no further wave (the applications
+//! of those waves are recorded `skipped`, and the deployment cancelled even when every
+//! application that started completed).
 //!
 //! Caveats: waves are strict (an application of wave 2 waits for all of wave 1), which
 //! keeps the plan that `berth deploy --dry-run` prints exactly what runs.
@@ -208,10 +210,12 @@ impl Run<'_> {
         let mut failures: Vec<(String, StepFailure)> = Vec::new();
         // Application → the failed dependency that keeps it from deploying.
         let mut blocked: BTreeMap<String, String> = BTreeMap::new();
+        // Applications of waves that a cancellation kept from starting.
+        let mut not_started: Vec<String> = Vec::new();
         for wave in &waves {
-            if self.cancel.is_cancelled() {
-                break;
-            }
+            // A cancellation starts no further wave; it must not end as a success with the
+            // applications of the waves it kept from starting never deployed.
+            let cancelled = self.cancel.is_cancelled();
             let mut runnable = Vec::new();
             for name in wave {
                 match blocked.get(name) {
@@ -219,8 +223,15 @@ impl Run<'_> {
                         self.record_skipped(name, &format!("dependency {dependency} failed"))
                             .await?;
                     }
+                    None if cancelled => {
+                        self.record_skipped(name, "cancelled by request before it started").await?;
+                        not_started.push(name.clone());
+                    }
                     None => runnable.extend(by_name.get(name.as_str()).copied()),
                 }
+            }
+            if cancelled {
+                continue;
             }
             // At most `concurrency` applications between their first and last step.
             let permits = tokio::sync::Semaphore::new(concurrency);
@@ -248,7 +259,20 @@ impl Run<'_> {
                 }
             }
         }
-        let Some((application, first)) = failures.first() else { return Ok(Ok(())) };
+        let Some((application, first)) = failures.first() else {
+            if not_started.is_empty() {
+                return Ok(Ok(()));
+            }
+            let reason = FailureReason {
+                step: StepName::Clone,
+                application: None,
+                message: format!(
+                    "cancelled by request before {} started; their previous versions keep serving",
+                    not_started.join(", ")
+                ),
+            };
+            return Ok(Err((reason, true)));
+        };
         let mut message = first.message.clone();
         if failures.len() > 1 {
             let others: Vec<&str> = failures[1..].iter().map(|(name, _)| name.as_str()).collect();
@@ -261,7 +285,12 @@ impl Run<'_> {
                 .collect();
             message.push_str(&format!("; not deployed: {}", skipped.join(", ")));
         }
-        let cancelled = failures.iter().any(|(_, failure)| failure.cancelled);
+        if !not_started.is_empty() {
+            message
+                .push_str(&format!("; cancelled before they started: {}", not_started.join(", ")));
+        }
+        let cancelled =
+            !not_started.is_empty() || failures.iter().any(|(_, failure)| failure.cancelled);
         let reason =
             FailureReason { step: first.step, application: Some(application.clone()), message };
         Ok(Err((reason, cancelled)))

@@ -8,6 +8,7 @@ pub mod backup_store;
 pub mod backups;
 pub mod config;
 pub mod database_access;
+pub mod database_credentials;
 mod databases;
 mod dry_run;
 mod engine;

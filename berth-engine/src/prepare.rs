@@ -273,8 +273,18 @@ impl Run<'_> {
             let sealed = service.config_snapshot.as_deref().ok_or_else(|| {
                 fail(format!("deployment {target} has no configuration snapshot"))
             })?;
-            let snapshot =
+            let mut snapshot =
                 ServiceSnapshot::open(&engine.key, sealed).map_err(|e| fail(e.to_string()))?;
+            // Database credentials may have changed since (`database_credentials.rs`):
+            // the old ones would no longer open the database.
+            let current = engine
+                .database_variables(self.environment.id)
+                .await
+                .map_err(|e| fail(e.to_string()))?;
+            crate::database_credentials::refresh_database_credentials(
+                &mut snapshot.variables,
+                &current,
+            );
             let exists = engine
                 .adapters
                 .builder

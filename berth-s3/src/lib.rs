@@ -25,6 +25,9 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 /// A single PUT accepts up to 5 GiB.
 const MAX_SINGLE_PUT: u64 = 5 * 1024 * 1024 * 1024;
 
+/// The most of an error answer's body that is read (for its `<Code>` and `<Message>`).
+const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
 /// Numbers the downloads of this process, so that each has its own scratch file.
 static NEXT_DOWNLOAD: AtomicU64 = AtomicU64::new(0);
 
@@ -188,9 +191,22 @@ impl S3Store {
     }
 
     /// An error answer, with S3's `<Code>` and `<Message>` when it sent them.
-    async fn failed(&self, what: &str, key: &str, response: reqwest::Response) -> BackupStoreError {
+    async fn failed(
+        &self,
+        what: &str,
+        key: &str,
+        mut response: reqwest::Response,
+    ) -> BackupStoreError {
         let status = response.status();
-        let body = response.text().await.unwrap_or_default();
+        // S3's error documents are small: read no more than that from a misbehaving server.
+        let mut bytes = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            bytes.extend_from_slice(&chunk);
+            if bytes.len() >= MAX_ERROR_BODY_BYTES {
+                break;
+            }
+        }
+        let body = String::from_utf8_lossy(&bytes);
         let element = |name: &str| {
             let open = format!("<{name}>");
             let close = format!("</{name}>");

@@ -109,6 +109,24 @@ impl Store {
         Ok(())
     }
 
+    /// Replaces a database's credentials (ciphertext sealed with the master key): a
+    /// rotated password or an external database's new URL.
+    pub async fn set_database_credentials(
+        &self,
+        id: berth_domain::DatabaseId,
+        credentials_ciphertext: &[u8],
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query("UPDATE databases SET credentials_ciphertext = ? WHERE id = ?")
+            .bind(credentials_ciphertext)
+            .bind(id.to_string())
+            .execute(self.pool())
+            .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::Conflict(format!("database {id} no longer exists")));
+        }
+        Ok(())
+    }
+
     pub async fn delete_database(&self, id: berth_domain::DatabaseId) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM databases WHERE id = ?")
             .bind(id.to_string())

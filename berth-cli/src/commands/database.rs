@@ -17,7 +17,8 @@
 //! `create --backup-schedule CRON` and `update --backup-schedule CRON|none
 //! --backup-retention N` set scheduled backups (the server validates the expression);
 //! `backup-delete NAME BACKUP_ID` removes one backup (asks first), also one of a deleted
-//! database. These requests last as long as the work (minutes for a large database), so they get a
+//! database. `update --external-url URL` and `rotate-credentials` change credentials
+//! (`database_credentials.rs`). These requests last as long as the work (minutes for a large database), so they get a
 //! long deadline instead of the usual minute.
 //!
 //! Guarantees: the external URL (it holds a password) is only sent, never printed: the
@@ -143,6 +144,9 @@ pub(crate) async fn run(
         }
         DatabaseCommand::Restore(args) => restore(context, args).await?,
         DatabaseCommand::Update(args) => update(context, args).await?,
+        DatabaseCommand::RotateCredentials(args) => {
+            super::database_credentials::rotate(context, args).await?
+        }
         DatabaseCommand::BackupDelete(args) => backup_delete(context, args).await?,
         DatabaseCommand::Clone(args) => clone(context, args).await?,
         DatabaseCommand::Connect(args) => super::database_connect::run(context, args).await?,
@@ -258,22 +262,42 @@ pub(crate) fn create_request(args: &CreateDatabaseArgs, url: Option<String>) -> 
     }
 }
 
-/// `update`: changes the backup schedule and retention.
+/// `update`: changes the backup schedule and retention, and an external database's URL
+/// (then follows the redeployment it queued, see `database_credentials.rs`).
 async fn update(context: &mut Context<'_>, args: UpdateDatabaseArgs) -> Result<(), CliError> {
     let target = &args.database;
     let (project, environment) = (&target.environment.project, &target.environment.environment);
-    if args.backup_schedule.is_none() && args.backup_retention.is_none() {
+    if args.backup_schedule.is_none()
+        && args.backup_retention.is_none()
+        && args.external_url.is_none()
+        && !args.external_url_stdin
+    {
         return Err(CliError::failed(
             "nothing to change".to_owned(),
-            Some("give --backup-schedule CRON|none and/or --backup-retention N".into()),
+            Some("give --backup-schedule CRON|none and/or --backup-retention N, or --external-url URL for an external database".into()),
         ));
     }
     let path = paths::database(project, environment, &target.name)?;
+    let external_url = if args.external_url_stdin {
+        Some(read_secret(context.console, "new URL of the database server: ", "URL")?)
+    } else {
+        args.external_url.clone()
+    };
+    let started = std::time::Instant::now();
     let body = UpdateDatabase {
         backup_schedule: args.backup_schedule.clone(),
         backup_retention: args.backup_retention,
+        external_url: external_url.clone(),
     };
+    // With a URL the server opens a session on it first (seconds at most).
     let updated: Fetched<Database> = context.client.patch(&path, &body).await?;
+    if external_url.is_some() {
+        let summary = super::database_credentials::external_url_summary(&updated.value);
+        return super::database_credentials::follow_redeployment(
+            context, updated, &summary, args.wait, started,
+        )
+        .await;
+    }
     if context.console.is_json() {
         context.console.print_json(&updated.raw)?;
     } else {

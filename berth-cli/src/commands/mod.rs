@@ -4,6 +4,7 @@
 mod application;
 mod database;
 mod database_connect;
+mod database_credentials;
 mod delete;
 mod deploy;
 mod deployment;

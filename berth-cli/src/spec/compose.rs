@@ -7,7 +7,7 @@
 //! application's port; `environment` (list or map) application variables, where values
 //! pointing at a database service (`postgres://user:pass@db:5432/app`, or just `db`) become
 //! aliases of `BERTH_DATABASE_<NAME>_URL` / `_HOST`, and names that look secret
-//! (PASSWORD, SECRET, TOKEN, KEY) become secret references; `depends_on`; named volumes;
+//! (PASSWORD, SECRET, TOKEN, KEY) or URLs with a password in them become secret references; `depends_on`; named volumes;
 //! `deploy.replicas` and `deploy.resources.limits`; an HTTP `healthcheck` on localhost.
 //! Everything else is listed in [`Conversion::dropped`] with the reason.
 
@@ -137,6 +137,14 @@ fn database_host_in_url(value: &str) -> Option<&str> {
     let authority = rest.split('/').next().unwrap_or(rest);
     let host_port = authority.rsplit('@').next().unwrap_or(authority);
     Some(host_port.split(':').next().unwrap_or(host_port))
+}
+
+/// `scheme://user:password@host/...`: a URL (to a server that is not a service of the
+/// file) carrying a password, which must not be copied into the spec.
+fn url_has_password(value: &str) -> bool {
+    let Some((_, rest)) = value.split_once("://") else { return false };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once('@').is_some_and(|(userinfo, _)| userinfo.contains(':'))
 }
 
 fn looks_secret(name: &str) -> bool {
@@ -532,7 +540,7 @@ fn convert_variable(
             if databases.contains_key(&berth_name(value)) {
                 return VariableSpec::Alias(builtin(&berth_name(value), "HOST"));
             }
-            if looks_secret(name) {
+            if looks_secret(name) || url_has_password(value) {
                 VariableSpec::Secret
             } else {
                 VariableSpec::Plain(value.to_owned())

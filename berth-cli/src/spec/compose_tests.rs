@@ -23,6 +23,8 @@ services:
       STRIPE_API_KEY: sk_test_123
       LOG_LEVEL: info
       WORKERS: 4
+      LEGACY_URL: mysql://app:hunter2@legacy.example.com:3306/app
+      DOCS_URL: https://docs.example.com/a@b
     depends_on:
       db:
         condition: service_healthy
@@ -103,6 +105,8 @@ fn a_compose_file_becomes_a_spec() {
         [environments.production.applications.web.variables]
         CACHE_HOST = { alias = "BERTH_DATABASE_CACHE_HOST" }
         DATABASE_URL = { alias = "BERTH_DATABASE_DB_URL" }
+        DOCS_URL = "https://docs.example.com/a@b"
+        LEGACY_URL = { secret = true }
         LOG_LEVEL = "info"
         STRIPE_API_KEY = { secret = true }
         WORKERS = "4"
@@ -145,6 +149,7 @@ fn a_compose_file_becomes_a_spec() {
         conversion.secrets,
         [
             ("web".to_owned(), "STRIPE_API_KEY".to_owned()),
+            ("web".to_owned(), "LEGACY_URL".to_owned()),
             ("worker".into(), "SESSION_SECRET".into())
         ]
     );

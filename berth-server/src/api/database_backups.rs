@@ -105,7 +105,8 @@ pub(super) fn with_schedule(
 }
 
 /// Changes a database's backup schedule (`none` removes it) and retention (older
-/// scheduled backups beyond it are deleted now).
+/// scheduled backups beyond it are deleted now), and an external database's URL (checked
+/// first, then the environment's applications are redeployed: `queued_deployment`).
 #[utoipa::path(patch, path = "/projects/{project}/environments/{environment}/databases/{database}", tag = "databases",
     params(("project" = String, Path), ("environment" = String, Path), ("database" = String, Path)),
     request_body = wire::UpdateDatabase,
@@ -121,15 +122,39 @@ pub(crate) async fn update_database(
         body.backup_schedule.as_deref(),
         body.backup_retention,
         record.spec.mode == DatabaseMode::External,
-    )?
-    .ok_or_else(|| {
-        AppError::Invalid(
-            "nothing to change: give --backup-schedule CRON|none and/or --backup-retention N"
+    )?;
+    // Everything is validated before anything changes.
+    let new_credentials = body
+        .external_url
+        .as_deref()
+        .map(|url| super::database_credentials::parse_external_url(&record, url))
+        .transpose()?;
+    if settings.is_none() && new_credentials.is_none() {
+        return Err(AppError::Invalid(
+            "nothing to change: give --backup-schedule CRON|none, --backup-retention N or (external databases) --external-url URL"
                 .into(),
-        )
-    })?;
-    settings.apply(&state, &record).await?;
-    Ok(Json(view(&state, &project, &environment, &record).await?))
+        ));
+    }
+    // The URL first: it is the part that can be refused (the server checks it).
+    let (record, queued_deployment) = match &new_credentials {
+        Some(credentials) => {
+            super::database_credentials::change_external_url(
+                &state,
+                &project,
+                &environment,
+                &record,
+                credentials,
+            )
+            .await?
+        }
+        None => (record, None),
+    };
+    if let Some(settings) = settings {
+        settings.apply(&state, &record).await?;
+    }
+    let mut updated = view(&state, &project, &environment, &record).await?;
+    updated.queued_deployment = queued_deployment;
+    Ok(Json(updated))
 }
 
 /// Deletes one backup (its file from the backup store, then its record), also one of a

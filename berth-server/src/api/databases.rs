@@ -108,6 +108,7 @@ pub(super) async fn view(
             backup_retention: None,
             next_backup_at: None,
             last_backup_error: None,
+            queued_deployment: None,
         },
         schedule.as_ref(),
     ))

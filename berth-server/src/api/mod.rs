@@ -5,6 +5,7 @@
 mod applications;
 mod convert;
 mod database_backups;
+mod database_credentials;
 mod database_tunnel;
 mod databases;
 mod deployment_plan;
@@ -98,6 +99,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(databases::list_databases, databases::create_database))
         .routes(routes!(databases::get_database, databases::delete_database))
         .routes(routes!(database_backups::update_database))
+        .routes(routes!(database_credentials::rotate_database_credentials))
         .routes(routes!(databases::list_backups, databases::create_backup))
         .routes(routes!(database_backups::delete_backup))
         .routes(routes!(databases::restore_backup))
