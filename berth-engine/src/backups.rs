@@ -493,6 +493,9 @@ impl Engine {
             }
         }
         drop(restore_in);
+        // Should the restore stop early, dropping the receiver makes the dump's sends fail
+        // (instead of blocking on a full channel forever), so both tasks end.
+        drop(dump_receiver);
         let joined =
             |e: tokio::task::JoinError| BackupError::Store(format!("the copy task failed: {e}"));
         let dumped = dumping.await.map_err(joined)?.map_err(EngineError::from)?;
