@@ -221,6 +221,29 @@ fn branch_of_ref(reference: &str) -> Option<Result<BranchName, String>> {
     Some(BranchName::parse(branch).map_err(|e| e.to_string()))
 }
 
+/// A push's branch and its non-empty `before` and `after` commit ids.
+struct PushedBranch {
+    branch: BranchName,
+    before: Option<String>,
+    after: Option<String>,
+}
+
+/// `Ok(None)` when `reference` is not a branch (a tag); `Err` for an invalid branch name.
+fn pushed_branch(
+    reference: &str,
+    before: Option<String>,
+    after: Option<String>,
+) -> Result<Option<PushedBranch>, String> {
+    let Some(branch) = branch_of_ref(reference) else {
+        return Ok(None);
+    };
+    Ok(Some(PushedBranch {
+        branch: branch?,
+        before: before.filter(|b| !b.is_empty()),
+        after: after.filter(|a| !a.is_empty()),
+    }))
+}
+
 fn non_empty_urls<'a>(urls: impl IntoIterator<Item = &'a Option<String>>) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for url in urls.into_iter().flatten() {
@@ -268,12 +291,11 @@ struct HubPush {
 }
 
 fn hub_push(payload: HubPush) -> Result<Option<PushEvent>, String> {
-    let Some(branch) = branch_of_ref(&payload.reference) else {
+    let Some(PushedBranch { branch, before, after }) =
+        pushed_branch(&payload.reference, payload.before, payload.after)?
+    else {
         return Ok(None);
     };
-    let branch = branch?;
-    let after = payload.after.filter(|a| !a.is_empty());
-    let before = payload.before.filter(|b| !b.is_empty());
     let deleted = payload.deleted.unwrap_or(false) || after.as_deref().is_some_and(is_zero_commit);
     let created = payload.created.unwrap_or(false) || before.as_deref().is_some_and(is_zero_commit);
     let head_commit = if deleted { None } else { after };
@@ -412,12 +434,11 @@ struct GitLabPush {
 }
 
 fn gitlab_push(payload: GitLabPush) -> Result<Option<PushEvent>, String> {
-    let Some(branch) = branch_of_ref(&payload.reference) else {
+    let Some(PushedBranch { branch, before, after }) =
+        pushed_branch(&payload.reference, payload.before, payload.after)?
+    else {
         return Ok(None);
     };
-    let branch = branch?;
-    let after = payload.after.filter(|a| !a.is_empty());
-    let before = payload.before.filter(|b| !b.is_empty());
     let deleted = after.as_deref().is_none_or(is_zero_commit);
     let created = before.as_deref().is_some_and(is_zero_commit);
     Ok(Some(PushEvent {

@@ -28,7 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::backup_store::{BackupStore, BackupStoreError, LocalDirectoryStore};
 use crate::engine::{Engine, EngineError};
-use crate::naming;
+use crate::exec_pipe::pipe_between;
+use crate::physical_clone::CloneEnds;
 
 /// Why a backup or a restore failed, in words a person can act on.
 #[derive(Debug, thiserror::Error)]
@@ -227,18 +228,16 @@ impl Engine {
         self.local_backup_root().join(".staging")
     }
 
-    async fn running_database_container(
+    /// The name of `database`'s container, refusing one that is not running.
+    pub(crate) async fn running_database_container(
         &self,
         project: &ProjectRecord,
         environment: &EnvironmentRecord,
         database: &DatabaseRecord,
     ) -> Result<String, BackupError> {
-        let name = naming::database_container(&project.name, &environment.name, &database.name);
-        let state =
-            self.adapters.runtime.inspect_container(&name).await.map_err(EngineError::from)?;
-        match state {
-            Some(state) if state.running => Ok(name),
-            _ => Err(BackupError::NotRunning(name)),
+        match self.running_database_state(project, environment, database).await? {
+            (name, Some(_)) => Ok(name),
+            (name, None) => Err(BackupError::NotRunning(name)),
         }
     }
 
@@ -448,12 +447,9 @@ impl Engine {
     /// (`physical_clone.rs` chooses the method and dispatches here).
     pub(crate) async fn clone_database_by_dump(
         &self,
-        project: &ProjectRecord,
-        source_environment: &EnvironmentRecord,
-        source: &DatabaseRecord,
-        target_environment: &EnvironmentRecord,
-        target: &DatabaseRecord,
+        ends: CloneEnds<'_>,
     ) -> Result<u64, BackupError> {
+        let CloneEnds { project, source_environment, source, target_environment, target } = ends;
         let Tools { dump_tool, mut dump, .. } = commands(source.spec.engine);
         let Tools { restore_tool, load_into_empty: restore, .. } = commands(target.spec.engine);
         if source.spec.engine == DatabaseEngine::Postgresql {
@@ -470,51 +466,29 @@ impl Engine {
             .await
             .map_err(BackupError::Store)?;
         self.wait_database_ready(target, &target_container).await.map_err(BackupError::Store)?;
-        let (dump_out, mut dump_receiver) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let (restore_in, restore_receiver) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let (restore_out, mut restore_out_receiver) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let runtime = self.adapters.runtime.clone();
-        let dumping = tokio::spawn({
-            let runtime = runtime.clone();
-            async move { runtime.exec_streaming(&source_container, &dump, None, dump_out).await }
-        });
-        let restoring = tokio::spawn(async move {
-            runtime
-                .exec_streaming(&target_container, &restore, Some(restore_receiver), restore_out)
-                .await
-        });
-        let drain =
-            tokio::spawn(async move { while restore_out_receiver.recv().await.is_some() {} });
-        let mut copied = 0u64;
-        while let Some(chunk) = dump_receiver.recv().await {
-            copied += chunk.len() as u64;
-            if restore_in.send(chunk).await.is_err() {
-                break;
-            }
-        }
-        drop(restore_in);
-        // Should the restore stop early, dropping the receiver makes the dump's sends fail
-        // (instead of blocking on a full channel forever), so both tasks end.
-        drop(dump_receiver);
-        let joined =
-            |e: tokio::task::JoinError| BackupError::Store(format!("the copy task failed: {e}"));
-        let dumped = dumping.await.map_err(joined)?.map_err(EngineError::from)?;
-        let restored = restoring.await.map_err(joined)?.map_err(EngineError::from)?;
-        drain.abort();
-        if dumped.exit_code != 0 {
+        let piped = pipe_between(
+            &self.adapters.runtime,
+            &source_container,
+            dump,
+            &target_container,
+            restore,
+            32,
+        )
+        .await?;
+        if piped.producer.exit_code != 0 {
             return Err(BackupError::ToolFailed {
                 tool: dump_tool,
-                code: dumped.exit_code,
-                stderr: dumped.stderr_tail.join("; "),
+                code: piped.producer.exit_code,
+                stderr: piped.producer.stderr_tail.join("; "),
             });
         }
-        if restored.exit_code != 0 {
+        if piped.consumer.exit_code != 0 {
             return Err(BackupError::ToolFailed {
                 tool: restore_tool,
-                code: restored.exit_code,
-                stderr: restored.stderr_tail.join("; "),
+                code: piped.consumer.exit_code,
+                stderr: piped.consumer.stderr_tail.join("; "),
             });
         }
-        Ok(copied)
+        Ok(piped.copied)
     }
 }

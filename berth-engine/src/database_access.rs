@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use berth_domain::database::{DatabaseCredentials, DatabaseEngine, DatabaseMode};
 use berth_store::{DatabaseRecord, EnvironmentRecord, ProjectRecord};
 
+use crate::adapters::ContainerState;
 use crate::engine::{Engine, EngineError};
 use crate::naming;
 
@@ -74,6 +75,26 @@ impl Engine {
             .await
     }
 
+    /// The name of `database`'s container and, when it is running, what the runtime
+    /// reports about it (`None` when it is stopped or missing: each caller names that
+    /// in its own error).
+    pub(crate) async fn running_database_state(
+        &self,
+        project: &ProjectRecord,
+        environment: &EnvironmentRecord,
+        database: &DatabaseRecord,
+    ) -> Result<(String, Option<ContainerState>), EngineError> {
+        let container =
+            naming::database_container(&project.name, &environment.name, &database.name);
+        let state = self
+            .adapters
+            .runtime
+            .inspect_container(&container)
+            .await?
+            .filter(|state| state.running);
+        Ok((container, state))
+    }
+
     /// The `host:port` a tunnel to `database` connects to: the container's port published
     /// on 127.0.0.1, or the external server's address.
     pub async fn database_tunnel_target(
@@ -86,15 +107,8 @@ impl Engine {
             let credentials = self.database_credentials(database)?;
             return Ok(format_host_port(&credentials.host, credentials.port));
         }
-        let container =
-            naming::database_container(&project.name, &environment.name, &database.name);
-        let state = self
-            .adapters
-            .runtime
-            .inspect_container(&container)
-            .await
-            .map_err(EngineError::from)?
-            .filter(|state| state.running)
+        let (_, state) = self.running_database_state(project, environment, database).await?;
+        let state = state
             .ok_or_else(|| TunnelTargetError::NotRunning { database: database.name.to_string() })?;
         // Only a loopback address is ever used: the adapter reports nothing else.
         match state.published {

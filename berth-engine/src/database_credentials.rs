@@ -48,7 +48,6 @@ use crate::adapters::LogSink;
 use crate::database_access::ExternalDatabaseError;
 use crate::databases::DATABASE_STOP_GRACE;
 use crate::engine::{Engine, EngineError};
-use crate::naming;
 
 /// The label that records which credentials a database container was created with.
 pub(crate) const CREDENTIALS_LABEL: &str = "berth.database-credentials";
@@ -227,16 +226,9 @@ impl Engine {
             return Err(CredentialsError::External(database.name.to_string()));
         }
         let old = self.database_credentials(database)?;
-        let container =
-            naming::database_container(&project.name, &environment.name, &database.name);
-        let state = self
-            .adapters
-            .runtime
-            .inspect_container(&container)
-            .await
-            .map_err(EngineError::from)?
-            .filter(|state| state.running)
-            .ok_or_else(|| CredentialsError::NotRunning(container.clone()))?;
+        let (container, state) =
+            self.running_database_state(project, environment, database).await?;
+        let state = state.ok_or_else(|| CredentialsError::NotRunning(container.clone()))?;
         if !container_has_credentials(&state.labels, &old) {
             return Err(CredentialsError::OutOfDate(container));
         }

@@ -434,12 +434,7 @@ impl Engine {
             .await?
             .iter()
             .any(|a| a.lifecycle == Lifecycle::Active);
-        let has_databases = self
-            .store
-            .list_databases(environment.id)
-            .await?
-            .iter()
-            .any(|d| d.lifecycle == Lifecycle::Active);
+        let has_databases = self.has_active_databases(environment).await?;
         if !has_applications && !has_databases {
             return Ok(None);
         }
@@ -554,22 +549,12 @@ impl Engine {
         self.store.cancel_queued_deployments(environment.id).await?;
         let mut report =
             EnvironmentActionReport { already: environment.stopped, ..Default::default() };
-        let runtime = &self.adapters.runtime;
         for application in self.store.list_applications(environment.id).await? {
             if application.lifecycle != Lifecycle::Active {
                 continue;
             }
             for name in self.serving_instances(&application).await? {
-                if runtime
-                    .inspect_container(&name)
-                    .await
-                    .map_err(EngineError::from)?
-                    .is_some_and(|c| c.running)
-                {
-                    runtime
-                        .stop_container(&name, self.config.deadlines.retire_grace)
-                        .await
-                        .map_err(EngineError::from)?;
+                if self.stop_if_running(&name, self.config.deadlines.retire_grace).await? {
                     report.containers.push(name);
                 }
             }
@@ -581,16 +566,7 @@ impl Engine {
                 continue;
             }
             let name = naming::database_container(&project.name, &environment.name, &database.name);
-            if runtime
-                .inspect_container(&name)
-                .await
-                .map_err(EngineError::from)?
-                .is_some_and(|c| c.running)
-            {
-                runtime
-                    .stop_container(&name, crate::databases::DATABASE_STOP_GRACE)
-                    .await
-                    .map_err(EngineError::from)?;
+            if self.stop_if_running(&name, crate::databases::DATABASE_STOP_GRACE).await? {
                 report.containers.push(name);
             }
         }
@@ -717,6 +693,25 @@ impl Engine {
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Whether `environment` has a database that is not being deleted.
+    pub(crate) async fn has_active_databases(
+        &self,
+        environment: &EnvironmentRecord,
+    ) -> Result<bool, StoreError> {
+        let databases = self.store.list_databases(environment.id).await?;
+        Ok(databases.iter().any(|d| d.lifecycle == Lifecycle::Active))
+    }
+
+    /// Stops container `name` within `grace` when it is running; `true` when it was.
+    async fn stop_if_running(&self, name: &str, grace: Duration) -> Result<bool, EngineError> {
+        let runtime = &self.adapters.runtime;
+        if !runtime.inspect_container(name).await?.is_some_and(|c| c.running) {
+            return Ok(false);
+        }
+        runtime.stop_container(name, grace).await?;
+        Ok(true)
     }
 }
 

@@ -137,12 +137,7 @@ impl Engine {
                 .collect();
             applications.retain(|a| covered.contains(&a.id));
         }
-        let has_databases = self
-            .store
-            .list_databases(environment.id)
-            .await?
-            .iter()
-            .any(|d| d.lifecycle == Lifecycle::Active);
+        let has_databases = self.has_active_databases(&environment).await?;
         if applications.is_empty() && (!has_databases || deployment.rollback_of.is_some()) {
             return fail(
                 StepName::Clone,

@@ -14,6 +14,7 @@ mod dry_run;
 mod engine;
 pub mod environments;
 mod exec;
+mod exec_pipe;
 mod executor;
 pub mod git_dispatch;
 mod logsink;

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use crate::adapters::{ContainerSpec, LogSink, NetworkSpec, VolumeMount, VolumeSpec};
 use crate::backups::BackupError;
 use crate::engine::{Engine, EngineError};
+use crate::exec_pipe::pipe_between;
 use crate::naming;
 
 /// How a clone copies the data.
@@ -179,6 +180,17 @@ impl LogSink for TracingSink {
     }
 }
 
+/// The two ends of a clone: the source database with its project and environment, and
+/// the new target record (with its own credentials) with its environment.
+#[derive(Clone, Copy)]
+pub(crate) struct CloneEnds<'a> {
+    pub project: &'a ProjectRecord,
+    pub source_environment: &'a EnvironmentRecord,
+    pub source: &'a DatabaseRecord,
+    pub target_environment: &'a EnvironmentRecord,
+    pub target: &'a DatabaseRecord,
+}
+
 fn tool_failed(tool: &'static str, exit: crate::adapters::StreamedExit) -> BackupError {
     BackupError::ToolFailed { tool, code: exit.exit_code, stderr: exit.stderr_tail.join("; ") }
 }
@@ -220,51 +232,20 @@ impl Engine {
     ) -> Result<ClonedData, BackupError> {
         let method = method.unwrap_or_else(|| CloneMethod::default_for(source));
         method.supported_by(source).map_err(BackupError::Store)?;
+        let ends = CloneEnds { project, source_environment, source, target_environment, target };
         let bytes = match method {
-            CloneMethod::Dump => {
-                self.clone_database_by_dump(
-                    project,
-                    source_environment,
-                    source,
-                    target_environment,
-                    target,
-                )
-                .await?
-            }
-            CloneMethod::Physical => {
-                self.clone_postgres_physically(
-                    project,
-                    source_environment,
-                    source,
-                    target_environment,
-                    target,
-                )
-                .await?
-            }
+            CloneMethod::Dump => self.clone_database_by_dump(ends).await?,
+            CloneMethod::Physical => self.clone_postgres_physically(ends).await?,
         };
         tracing::info!(source = %source.name, target = %target.name, method = %method, bytes, "database cloned with its data");
         Ok(ClonedData { method, bytes })
     }
 
-    async fn clone_postgres_physically(
-        &self,
-        project: &ProjectRecord,
-        source_environment: &EnvironmentRecord,
-        source: &DatabaseRecord,
-        target_environment: &EnvironmentRecord,
-        target: &DatabaseRecord,
-    ) -> Result<u64, BackupError> {
+    async fn clone_postgres_physically(&self, ends: CloneEnds<'_>) -> Result<u64, BackupError> {
+        let CloneEnds { project, source_environment, source, target_environment, target } = ends;
         let runtime = &self.adapters.runtime;
         let source_container =
-            naming::database_container(&project.name, &source_environment.name, &source.name);
-        let running = runtime
-            .inspect_container(&source_container)
-            .await
-            .map_err(EngineError::from)?
-            .is_some_and(|state| state.running);
-        if !running {
-            return Err(BackupError::NotRunning(source_container));
-        }
+            self.running_database_container(project, source_environment, source).await?;
         let source_credentials = self.database_credentials(source)?;
 
         // The one-off container that fills the new database's volume.
@@ -337,54 +318,21 @@ impl Engine {
         source_container: &str,
         loader_container: &str,
     ) -> Result<u64, BackupError> {
-        let (backup_out, mut backup_receiver) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let (extract_in, extract_receiver) = tokio::sync::mpsc::channel::<Bytes>(32);
-        let (extract_out, mut extract_out_receiver) = tokio::sync::mpsc::channel::<Bytes>(8);
-        let runtime = self.adapters.runtime.clone();
-        let backing_up = tokio::spawn({
-            let runtime = runtime.clone();
-            let source_container = source_container.to_owned();
-            let command = sh(POSTGRES_BASE_BACKUP, &[]);
-            async move { runtime.exec_streaming(&source_container, &command, None, backup_out).await }
-        });
-        let extracting = tokio::spawn({
-            let loader_container = loader_container.to_owned();
-            let command = sh(POSTGRES_EXTRACT, &[POSTGRES_DATA_PATH]);
-            async move {
-                runtime
-                    .exec_streaming(
-                        &loader_container,
-                        &command,
-                        Some(extract_receiver),
-                        extract_out,
-                    )
-                    .await
-            }
-        });
-        let drain =
-            tokio::spawn(async move { while extract_out_receiver.recv().await.is_some() {} });
-        let mut copied = 0u64;
-        while let Some(chunk) = backup_receiver.recv().await {
-            copied += chunk.len() as u64;
-            if extract_in.send(chunk).await.is_err() {
-                break;
-            }
+        let piped = pipe_between(
+            &self.adapters.runtime,
+            source_container,
+            sh(POSTGRES_BASE_BACKUP, &[]),
+            loader_container,
+            sh(POSTGRES_EXTRACT, &[POSTGRES_DATA_PATH]),
+            8,
+        )
+        .await?;
+        if piped.producer.exit_code != 0 {
+            return Err(tool_failed("pg_basebackup", piped.producer));
         }
-        drop(extract_in);
-        // Should the extraction stop early, the backup's output is drained and dropped
-        // (instead of blocking its sender forever), so both tasks end.
-        drop(backup_receiver);
-        let joined =
-            |e: tokio::task::JoinError| BackupError::Store(format!("the copy task failed: {e}"));
-        let backed_up = backing_up.await.map_err(joined)?.map_err(EngineError::from)?;
-        let extracted = extracting.await.map_err(joined)?.map_err(EngineError::from)?;
-        drain.abort();
-        if backed_up.exit_code != 0 {
-            return Err(tool_failed("pg_basebackup", backed_up));
+        if piped.consumer.exit_code != 0 {
+            return Err(tool_failed("tar (extracting the base backup)", piped.consumer));
         }
-        if extracted.exit_code != 0 {
-            return Err(tool_failed("tar (extracting the base backup)", extracted));
-        }
-        Ok(copied)
+        Ok(piped.copied)
     }
 }

@@ -19,6 +19,20 @@ pub(crate) struct Caller {
     pub(crate) role: String,
 }
 
+/// The role whose tokens may read secrets in clear (database credentials, webhook secrets).
+const ADMIN_ROLE: &str = "admin";
+
+/// Refuses callers whose token is not an admin token, naming the token and what needs it.
+pub(crate) fn require_admin(caller: &Caller, what: &str) -> Result<(), AppError> {
+    if caller.role == ADMIN_ROLE {
+        return Ok(());
+    }
+    Err(AppError::Forbidden(format!(
+        "{what} needs an admin token; token {:?} has role {:?}",
+        caller.token_name, caller.role
+    )))
+}
+
 pub(crate) fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

@@ -30,9 +30,11 @@ use std::time::Duration;
 
 use test_support::databases::{
     container_id, container_running, database_container, database_volume, mariadb, psql, redis_cli,
-    try_docker, try_mariadb, try_psql, try_redis_cli, volume_exists,
+    require_image, try_mariadb, try_psql, try_redis_cli, volume_exists,
 };
-use test_support::harness::{docker, run_program, unique_name, CliOutput, TestServer};
+use test_support::environment_containers::container_env;
+use test_support::harness::{run_program, unique_name, CliOutput, TestServer};
+use test_support::harness_ext::{cli_in, database_json_in};
 
 const ENVIRONMENT: &str = "production";
 /// Deleting stops the database gracefully (up to 60 s) before its volume goes.
@@ -40,27 +42,6 @@ const DELETE_DEADLINE: Duration = Duration::from_secs(180);
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-/// The database images are built by `scripts/build-base-images.sh --with-databases`.
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
-}
-
-/// The value of `variable` in container `name`'s environment (as Berth configured it).
-#[track_caller]
-fn container_env(name: &str, variable: &str) -> String {
-    let listed = docker(&["container", "inspect", "--format", "{{json .Config.Env}}", name]);
-    let entries: Vec<String> = serde_json::from_str(listed.trim()).expect("the container's env");
-    let prefix = format!("{variable}=");
-    entries
-        .iter()
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {variable} in the environment of {name}"))
 }
 
 /// The SHA-256 of a file, by `sha256sum`.
@@ -307,18 +288,13 @@ impl Env {
 
     /// `berth VERB... --project P --environment production REST...`.
     fn cli(&self, server: &TestServer, verb: &[&str], rest: &[&str]) -> CliOutput {
-        let mut args = verb.to_vec();
-        args.extend(["--project", &self.project, "--environment", ENVIRONMENT]);
-        args.extend(rest);
-        server.cli(&args)
+        cli_in(server, &self.project, ENVIRONMENT, verb, rest)
     }
 
     /// `berth database VERB ... ARGS --output json`, which must succeed.
     #[track_caller]
     fn database_json(&self, server: &TestServer, verb: &str, args: &[&str]) -> serde_json::Value {
-        let mut rest = args.to_vec();
-        rest.extend(["--output", "json"]);
-        self.cli(server, &["database", verb], &rest).expect_success().json()
+        database_json_in(server, &self.project, ENVIRONMENT, verb, args)
     }
 
     /// The database `record` (as the API shows it) and its container, by Berth's naming.

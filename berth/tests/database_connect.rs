@@ -24,7 +24,8 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use test_support::databases::{
-    database_container, psql, random_uuid, redis_cli, require_image, try_psql, wait_for_answer,
+    database_container, psql, random_uuid, redis_cli, require_image, run_loopback_postgres,
+    try_psql, wait_for_answer,
 };
 use test_support::harness::{docker, run_program, unique_name, ContainerGuard, TestServer};
 
@@ -148,6 +149,19 @@ fn berth(server: &TestServer, token: &str, args: &[&str]) -> test_support::harne
         ],
         CLIENT_DEADLINE,
     )
+}
+
+/// `berth database connect -p P -e production NAME -- CLIENT_ARGS`: the client-running
+/// mode (short flags), with the server's token.
+fn connect_with_client(
+    server: &TestServer,
+    project: &str,
+    name: &str,
+    client_args: &[&str],
+) -> test_support::harness::CliOutput {
+    let mut args = vec!["database", "connect", "-p", project, "-e", ENVIRONMENT, name, "--"];
+    args.extend_from_slice(client_args);
+    berth(server, server.token(), &args)
 }
 
 /// The credentials endpoint's answer for database `name`.
@@ -344,24 +358,11 @@ fn redis_and_postgresql_sessions_go_through_the_tunnel() {
     assert_eq!(ran.stdout.trim(), format!("rows: {CONCURRENT_SESSIONS}"), "{ran}");
     assert!(!ran.combined().contains(&password), "{ran}");
     // A failing client command is the CLI's exit status.
-    let failed = berth(
+    let failed = connect_with_client(
         &server,
-        server.token(),
-        &[
-            "database",
-            "connect",
-            "-p",
-            &project,
-            "-e",
-            ENVIRONMENT,
-            "main",
-            "--",
-            "-X",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-c",
-            "SELECT nope",
-        ],
+        &project,
+        "main",
+        &["-X", "-v", "ON_ERROR_STOP=1", "-c", "SELECT nope"],
     )
     .expect_failure();
     assert!(failed.stderr.contains("nope"), "{failed}");
@@ -442,43 +443,12 @@ fn external_credentials_are_checked_before_anything_is_stored() {
     let external = unique_name("dbextcheck-server");
     let external_password = format!("ext{}", random_uuid().replace('-', ""));
     let mut guard = ContainerGuard::new();
-    let password_env = format!("POSTGRES_PASSWORD={external_password}");
-    guard.run(&external, &["-p", "127.0.0.1::5432", "-e", &password_env, "berth/postgres:15"]);
-    let published = docker(&["port", &external]);
-    let port = published
-        .lines()
-        .find_map(|line| line.split_once(" -> ").and_then(|(_, host)| host.rsplit_once(':')))
-        .map(|(_, port)| port.trim().to_owned())
-        .unwrap_or_else(|| panic!("{external} publishes 5432: {published}"));
+    let port = run_loopback_postgres(&mut guard, &external, &external_password);
     wait_for_answer(READY_DEADLINE, "the external PostgreSQL", || {
         try_psql(&external, "postgres", "postgres", "SELECT 1")
     });
     let create = |name: &str, url: &str| {
-        run_program(
-            berth_binary(),
-            &[
-                "database",
-                "create",
-                "-p",
-                &project,
-                "-e",
-                ENVIRONMENT,
-                name,
-                "--engine",
-                "postgresql",
-                "--mode",
-                "external",
-                "--external-url",
-                url,
-            ],
-            &server.scratch_dir(),
-            &[
-                ("BERTH_URL", server.url()),
-                ("BERTH_TOKEN", server.token().to_owned()),
-                ("XDG_CONFIG_HOME", server.scratch_dir().display().to_string()),
-            ],
-            CLIENT_DEADLINE,
-        )
+        create_external_database(&server, &project, name, "postgresql", url)
     };
 
     let wrong_password =
@@ -535,25 +505,41 @@ fn external_credentials_are_checked_before_anything_is_stored() {
         &format!("postgresql://postgres:{external_password}@127.0.0.1:{port}/postgres"),
     )
     .expect_success();
-    let ran = berth(
+    let ran = connect_with_client(
         &server,
-        server.token(),
-        &[
-            "database",
-            "connect",
-            "-p",
-            &project,
-            "-e",
-            ENVIRONMENT,
-            "legacy",
-            "--",
-            "-X",
-            "-tAc",
-            "SELECT 'external ' || 40 + 2",
-        ],
+        &project,
+        "legacy",
+        &["-X", "-tAc", "SELECT 'external ' || 40 + 2"],
     )
     .expect_success();
     assert_eq!(ran.stdout.trim(), "external 42", "{ran}");
+}
+
+/// `berth database create -p P -e production NAME --engine ENGINE --mode external
+/// --external-url URL`, with the server's token; the output is returned unchecked.
+fn create_external_database(
+    server: &TestServer,
+    project: &str,
+    name: &str,
+    engine: &str,
+    url: &str,
+) -> test_support::harness::CliOutput {
+    let args = [
+        "database",
+        "create",
+        "-p",
+        project,
+        "-e",
+        ENVIRONMENT,
+        name,
+        "--engine",
+        engine,
+        "--mode",
+        "external",
+        "--external-url",
+        url,
+    ];
+    berth(server, server.token(), &args)
 }
 
 /// The host port `container` publishes its only port on.
@@ -610,25 +596,7 @@ fn external_mariadb_and_redis_credentials_are_checked_too() {
     });
     let (mariadb_port, redis_port) = (published_port(&mariadb), published_port(&redis));
     let create = |name: &str, engine: &str, url: &str| {
-        berth(
-            &server,
-            server.token(),
-            &[
-                "database",
-                "create",
-                "-p",
-                &project,
-                "-e",
-                ENVIRONMENT,
-                name,
-                "--engine",
-                engine,
-                "--mode",
-                "external",
-                "--external-url",
-                url,
-            ],
-        )
+        create_external_database(&server, &project, name, engine, url)
     };
 
     let refused =

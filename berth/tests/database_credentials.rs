@@ -25,12 +25,14 @@ use std::path::Path;
 use std::time::Duration;
 
 use test_support::databases::{
-    container_id, database_container, psql, random_uuid, redis_cli, try_docker, try_psql,
-    wait_for_answer,
+    container_id, database_container, psql, random_uuid, redis_cli, require_image,
+    run_loopback_postgres, try_docker, try_psql, wait_for_answer,
 };
+use test_support::environment_containers::container_env;
 use test_support::harness::{
     docker, files_containing, unique_name, CliOutput, ContainerGuard, TestServer,
 };
+use test_support::harness_ext::{cli_in, worker_files};
 
 const ENVIRONMENT: &str = "production";
 /// A database that restarts answers within seconds.
@@ -38,14 +40,6 @@ const READY_DEADLINE: Duration = Duration::from_secs(90);
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
 }
 
 /// An application that answers `GET /cgi-bin/rows` with the rows of table `items`, read
@@ -63,14 +57,6 @@ fn rows_app_files() -> [(&'static str, &'static str); 2] {
     ]
 }
 
-/// A worker built `FROM berth/busybox:1` that runs until SIGTERM.
-fn worker_files() -> [(&'static str, &'static str); 1] {
-    [(
-        "Dockerfile",
-        "FROM berth/busybox:1\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 2147483647 & wait\"]\n",
-    )]
-}
-
 struct Env {
     project: String,
 }
@@ -83,10 +69,7 @@ impl Env {
     }
 
     fn cli(&self, server: &TestServer, verb: &[&str], rest: &[&str]) -> CliOutput {
-        let mut args = verb.to_vec();
-        args.extend(["--project", &self.project, "--environment", ENVIRONMENT]);
-        args.extend(rest);
-        server.cli(&args)
+        cli_in(server, &self.project, ENVIRONMENT, verb, rest)
     }
 
     fn container(&self, database: &str) -> String {
@@ -109,14 +92,6 @@ impl Env {
         assert_eq!(answer.status, 200, "{}", answer.body);
         answer.json()["password"].as_str().unwrap().to_owned()
     }
-}
-
-/// The value of `NAME=` in container `name`'s configured environment.
-fn container_env(name: &str, variable: &str) -> String {
-    let listed = docker(&["container", "inspect", "--format", "{{json .Config.Env}}", name]);
-    let entries: Vec<String> = serde_json::from_str(listed.trim()).unwrap();
-    let prefix = format!("{variable}=");
-    entries.iter().find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned)).unwrap()
 }
 
 /// psql inside `container` over its network address (where passwords are checked) with
@@ -333,11 +308,7 @@ fn external_url_is_checked_before_it_is_stored_and_redeploys_applications() {
     let external = unique_name("dbrotext-server");
     let first_password = format!("ext{}", random_uuid().replace('-', ""));
     let mut guard = ContainerGuard::new();
-    let password_env = format!("POSTGRES_PASSWORD={first_password}");
-    guard.run(&external, &["-p", "127.0.0.1::5432", "-e", &password_env, "berth/postgres:15"]);
-    let published = docker(&["port", &external, "5432"]);
-    let port =
-        published.lines().next().and_then(|line| line.rsplit_once(':')).unwrap().1.to_owned();
+    let port = run_loopback_postgres(&mut guard, &external, &first_password);
     wait_for_answer(READY_DEADLINE, "the external PostgreSQL", || {
         try_psql(&external, "postgres", "postgres", "SELECT 1")
     });

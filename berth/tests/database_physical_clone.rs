@@ -25,35 +25,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use test_support::databases::{
-    container_running, database_container, database_volume, psql, try_docker, try_psql,
-    volume_exists,
+    container_running, database_container, database_volume, psql, require_image, try_docker,
+    try_psql, volume_exists,
 };
-use test_support::harness::{docker, unique_name, CliOutput, TestServer};
+use test_support::environment_containers::container_env;
+use test_support::harness::{unique_name, CliOutput, TestServer};
+use test_support::harness_ext::{cli_in, database_json_in};
 
 const ENVIRONMENT: &str = "production";
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
-}
-
-/// The value of `variable` in container `name`'s environment (as Berth configured it).
-#[track_caller]
-fn container_env(name: &str, variable: &str) -> String {
-    let listed = docker(&["container", "inspect", "--format", "{{json .Config.Env}}", name]);
-    let entries: Vec<String> = serde_json::from_str(listed.trim()).unwrap();
-    let prefix = format!("{variable}=");
-    entries
-        .iter()
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {variable} in the environment of {name}"))
 }
 
 /// A database as the API shows it, and its container by Berth's naming.
@@ -96,17 +78,12 @@ struct Project {
 
 impl Project {
     fn cli(&self, server: &TestServer, verb: &[&str], rest: &[&str]) -> CliOutput {
-        let mut args = verb.to_vec();
-        args.extend(["--project", &self.name, "--environment", ENVIRONMENT]);
-        args.extend(rest);
-        server.cli(&args)
+        cli_in(server, &self.name, ENVIRONMENT, verb, rest)
     }
 
     #[track_caller]
     fn database_json(&self, server: &TestServer, verb: &str, args: &[&str]) -> serde_json::Value {
-        let mut rest = args.to_vec();
-        rest.extend(["--output", "json"]);
-        self.cli(server, &["database", verb], &rest).expect_success().json()
+        database_json_in(server, &self.name, ENVIRONMENT, verb, args)
     }
 }
 

@@ -27,14 +27,15 @@ use std::time::{Duration, Instant};
 
 use test_support::databases::{
     container_id, container_labels, container_running, container_volumes, database_container,
-    database_volume, mariadb, psql, random_uuid, redis_cli, try_docker, try_mariadb, try_psql,
-    try_psql_with_password_from, try_redis_cli, volume_exists, volume_labels, wait_for_answer,
-    VolumeGuard,
+    database_volume, mariadb, psql, random_uuid, redis_cli, require_image, run_loopback_postgres,
+    try_docker, try_mariadb, try_psql, try_psql_with_password_from, try_redis_cli, volume_exists,
+    volume_labels, wait_for_answer, VolumeGuard,
 };
+use test_support::environment_containers::container_env;
 use test_support::harness::{
     docker, files_containing, labelled_objects, unique_name, CliOutput, ContainerGuard, TestServer,
 };
-use test_support::harness_ext::RestartableServer;
+use test_support::harness_ext::{cli_in, worker_files, RestartableServer};
 
 const ENVIRONMENT: &str = "production";
 /// How often the PostgreSQL test redeploys its application.
@@ -48,23 +49,6 @@ const REFUSAL_DEADLINE: Duration = Duration::from_secs(15);
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-/// The database images are built by `scripts/build-base-images.sh --with-databases`.
-#[track_caller]
-fn require_image(image: &str) {
-    assert!(
-        try_docker(&["image", "inspect", image]).is_ok(),
-        "image {image} is missing: run scripts/build-base-images.sh --with-databases"
-    );
-}
-
-/// A worker built `FROM berth/busybox:1` that runs until SIGTERM (then exits at once).
-fn worker_files() -> [(&'static str, &'static str); 1] {
-    [(
-        "Dockerfile",
-        "FROM berth/busybox:1\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 2147483647 & wait\"]\n",
-    )]
 }
 
 /// One project with environment `production`, and the CLI calls about it (the server is
@@ -83,10 +67,7 @@ impl Env {
 
     /// `berth VERB... --project P --environment production REST...`.
     fn cli(&self, server: &TestServer, verb: &[&str], rest: &[&str]) -> CliOutput {
-        let mut args = verb.to_vec();
-        args.extend(["--project", &self.project, "--environment", ENVIRONMENT]);
-        args.extend(rest);
-        server.cli(&args)
+        cli_in(server, &self.project, ENVIRONMENT, verb, rest)
     }
 
     /// `berth database create ... NAME FLAGS --output json`, which must succeed.
@@ -153,18 +134,6 @@ impl Env {
     fn project_id(&self, server: &TestServer) -> String {
         server.project_id(&self.project)
     }
-}
-
-/// The value of `NAME=` in container `name`'s environment (as Berth configured it).
-#[track_caller]
-fn container_env(name: &str, variable: &str) -> String {
-    let listed = docker(&["container", "inspect", "--format", "{{json .Config.Env}}", name]);
-    let entries: Vec<String> = serde_json::from_str(listed.trim()).expect("the container's env");
-    let prefix = format!("{variable}=");
-    entries
-        .iter()
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {variable} in the environment of {name}"))
 }
 
 /// Every host address container `name` publishes a port on.
@@ -520,11 +489,7 @@ fn external_postgresql_gives_applications_its_coordinates_and_is_never_touched()
     let external = unique_name("dbext-server");
     let external_password = format!("ext{}", random_uuid().replace('-', ""));
     let mut guard = ContainerGuard::new();
-    let password_env = format!("POSTGRES_PASSWORD={external_password}");
-    guard.run(&external, &["-p", "127.0.0.1::5432", "-e", &password_env, "berth/postgres:15"]);
-    let published = published_host_addresses(&external);
-    let address = published.first().cloned().unwrap_or_else(|| panic!("{external} publishes 5432"));
-    let port = address.rsplit_once(':').map(|(_, port)| port.to_owned()).expect("a port");
+    let port = run_loopback_postgres(&mut guard, &external, &external_password);
     wait_for_answer(READY_DEADLINE, "the external PostgreSQL", || {
         try_psql(
             &external,

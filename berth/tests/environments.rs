@@ -29,6 +29,9 @@ use std::time::Duration;
 use test_support::databases::{
     container_running, database_container, psql, try_docker, try_psql, VolumeGuard,
 };
+use test_support::environment_containers::{
+    application_container, container_env, container_ip, postgres_answer_from,
+};
 use test_support::harness::{
     as_pairs, docker, files_in, labelled_objects, unique_name, wait_for, CliOutput, ContainerGuard,
     ServerOptions, TestServer,
@@ -61,53 +64,6 @@ fn environment_field(server: &TestServer, project: &str, environment: &str, fiel
         .as_str()
         .unwrap()
         .to_owned()
-}
-
-/// The running application container of an environment (one instance).
-fn application_container(environment_id: &str) -> String {
-    let listed = docker(&[
-        "ps",
-        "--filter",
-        &format!("label=berth.environment={environment_id}"),
-        "--filter",
-        "label=berth.service-kind=application",
-        "--format",
-        "{{.Names}}",
-    ]);
-    listed
-        .lines()
-        .next()
-        .unwrap_or_else(|| panic!("no running application in {environment_id}"))
-        .to_owned()
-}
-
-/// The value of `variable` in a container's configured environment.
-fn container_env(name: &str, variable: &str) -> String {
-    let listed = docker(&["container", "inspect", "--format", "{{json .Config.Env}}", name]);
-    let entries: Vec<String> = serde_json::from_str(listed.trim()).unwrap();
-    let prefix = format!("{variable}=");
-    entries
-        .iter()
-        .find_map(|entry| entry.strip_prefix(&prefix).map(str::to_owned))
-        .unwrap_or_else(|| panic!("no {variable} in the environment of {name}"))
-}
-
-fn container_ip(name: &str) -> String {
-    docker(&[
-        "inspect",
-        "--format",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        name,
-    ])
-    .trim()
-    .to_owned()
-}
-
-/// From inside `container`, sends PostgreSQL's SSLRequest to `host`:5432 and returns the
-/// first byte of the answer (`N` from a reachable server; empty when unreachable).
-fn postgres_answer_from(container: &str, host: &str) -> String {
-    let script = r"printf '\000\000\000\010\004\322\026\057' | timeout 5 nc $0 5432 | head -c 1";
-    try_docker(&["exec", container, "sh", "-c", script, host]).unwrap_or_default()
 }
 
 fn exec(container: &str, script: &str) -> String {

@@ -11,6 +11,7 @@ use test_support::harness::{
     as_pairs, docker, files_in, labelled_objects, unique_name, wait_for_ok, wait_until,
     ServerOptions, TestServer,
 };
+use test_support::harness_ext::create_git_application;
 
 const DELETE_DEADLINE: Duration = Duration::from_secs(60);
 
@@ -26,20 +27,8 @@ fn fixture(name: &str) -> PathBuf {
 fn create_memory_hog(server: &TestServer, project: &str, limits: &[&str]) {
     server.create_project_and_environment(project, "production");
     let repo = server.fixture_repo(&as_pairs(&files_in(&fixture("memory-hog"))), "main");
-    let mut args = vec![
-        "application",
-        "create",
-        "--project",
-        project,
-        "--environment",
-        "production",
-        "hog",
-        "--git",
-    ];
-    let url = repo.file_url();
-    args.extend([url.as_str(), "--port", "8080"]);
-    args.extend(limits);
-    server.cli(&args).expect_success();
+    create_git_application(server, project, "production", "hog", &repo.file_url(), limits)
+        .expect_success();
 }
 
 fn application_id(server: &TestServer, project: &str) -> String {

@@ -9,15 +9,17 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::Value;
 use test_support::git_http::GitHttpServer;
 use test_support::harness::{docker, unique_name, wait_for, ServerOptions, TestServer};
+use test_support::harness_ext::create_git_application;
 use test_support::repo::{commit_files, init_repo};
+use test_support::webhook::{
+    cli_json, deliver_signed_github, queued_deployment_ids, wait_deployments_ended,
+};
 
 const DEPLOY_DEADLINE: Duration = Duration::from_secs(240);
 
@@ -41,12 +43,6 @@ fn service_files(directory: &str, page: &str, build_id: &str) -> Vec<(String, St
 
 fn pairs(files: &[(String, String)]) -> Vec<(&str, &str)> {
     files.iter().map(|(path, content)| (path.as_str(), content.as_str())).collect()
-}
-
-fn cli_json(server: &TestServer, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    server.cli(&args).expect_success().json()
 }
 
 fn application(server: &TestServer, project: &str, name: &str) -> Value {
@@ -106,8 +102,6 @@ fn deliver_push(
     before: &str,
     after: &str,
 ) -> Vec<String> {
-    let settings = cli_json(server, &["webhook", "show", "--project", project]);
-    let secret = settings["secret"].as_str().unwrap().to_owned();
     let body = serde_json::json!({
         "ref": "refs/heads/main",
         "before": before,
@@ -119,39 +113,13 @@ fn deliver_push(
         "head_commit": { "id": after },
     })
     .to_string();
-    let signature =
-        format!("sha256={}", berth_domain::webhook_payloads::sign_body(&secret, body.as_bytes()));
-    let address = server.url().trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request = format!(
-        "POST /api/v1/webhooks/github?project={project} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nX-GitHub-Event: push\r\nX-GitHub-Delivery: {}\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
-        unique_name("delivery"),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 2"), "the webhook was refused:\n{response}");
-    let json_start = response.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    let answer: Value = serde_json::from_str(response[json_start..].trim()).unwrap_or(Value::Null);
-    answer["deployments"]
-        .as_array()
-        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
+    let answer = deliver_signed_github(server, project, "push", &body, Duration::from_secs(30));
+    queued_deployment_ids(&answer)
 }
 
 /// Waits until every given deployment ended; returns them.
 fn wait_finished(server: &TestServer, ids: &[String]) -> Vec<Value> {
-    ids.iter()
-        .map(|id| {
-            wait_for(DEPLOY_DEADLINE, &format!("deployment {id} to end"), || {
-                let shown = cli_json(server, &["deployment", "show", id]);
-                let status = shown["status"].as_str().unwrap_or_default().to_owned();
-                (status != "queued" && status != "running").then_some(shown)
-            })
-        })
-        .collect()
+    wait_deployments_ended(server, ids, DEPLOY_DEADLINE)
 }
 
 #[test]
@@ -174,25 +142,12 @@ fn a_push_redeploys_only_the_applications_whose_watched_files_changed() {
         ("api-copy", "services/api", None),
         ("web", "services/web", Some("services/web/**,!**/*.md")),
     ] {
-        let mut args = vec![
-            "application",
-            "create",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            name,
-            "--git",
-            &url,
-            "--root-path",
-            root,
-            "--port",
-            "8080",
-        ];
+        let mut flags = vec!["--root-path", root];
         if let Some(watch) = extra {
-            args.extend(["--watch-paths", watch]);
+            flags.extend(["--watch-paths", watch]);
         }
-        server.cli(&args).expect_success();
+        create_git_application(&server, &project, "production", name, &url, &flags)
+            .expect_success();
     }
     let web = application(&server, &project, "web");
     assert_eq!(web["watch_paths"], serde_json::json!(["services/web/**", "!**/*.md"]));

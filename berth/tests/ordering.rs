@@ -13,15 +13,11 @@ use std::path::Path;
 
 use serde_json::Value;
 use test_support::harness::{unique_name, ServerOptions, TestServer};
+use test_support::harness_ext::{create_git_application, update_application};
+use test_support::webhook::cli_json;
 
 fn berth_binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_berth"))
-}
-
-fn cli_json(server: &TestServer, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    server.cli(&args).expect_success().json()
 }
 
 fn current_deployment(server: &TestServer, project: &str, name: &str) -> Value {
@@ -90,24 +86,11 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
         ])
         .expect_success();
     let create = |name: &str, depends_on: Option<&str>| {
-        let url = repo.file_url();
-        let mut args = vec![
-            "application",
-            "create",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            name,
-            "--git",
-            &url,
-            "--port",
-            "8080",
-        ];
-        if let Some(names) = depends_on {
-            args.extend(["--depends-on", names]);
-        }
-        server.cli(&args)
+        let extra = match depends_on {
+            Some(names) => vec!["--depends-on", names],
+            None => Vec::new(),
+        };
+        create_git_application(&server, &project, "production", name, &repo.file_url(), &extra)
     };
     create("api", Some("cache")).expect_success();
     let unknown = create("web", Some("api,nosuch")).expect_failure();
@@ -115,19 +98,9 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
     create("web", Some("api")).expect_success();
     create("docs", None).expect_success();
 
-    let cycle = server
-        .cli(&[
-            "application",
-            "update",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "api",
-            "--depends-on",
-            "web",
-        ])
-        .expect_failure();
+    let cycle =
+        update_application(&server, &project, "production", "api", &["--depends-on", "web"])
+            .expect_failure();
     assert!(cycle.combined().contains("dependency cycle: api → web → api"), "{cycle}");
 
     // The dry run: the database, then api and docs, then web; nothing is queued.
@@ -182,18 +155,7 @@ fn dependencies_order_the_deployment_and_a_failed_dependency_holds_back_its_depe
     );
 
     // api now fails (its release command exits 1): web is held back, docs still updates.
-    server
-        .cli(&[
-            "application",
-            "update",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "api",
-            "--release-command",
-            "false",
-        ])
+    update_application(&server, &project, "production", "api", &["--release-command", "false"])
         .expect_success();
     let failed = server
         .cli(&["deploy", "--project", &project, "--environment", "production", "--wait"])

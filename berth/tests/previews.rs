@@ -18,16 +18,20 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use test_support::databases::{database_container, try_docker};
+use test_support::databases::database_container;
+use test_support::environment_containers::{
+    application_container, container_ip, postgres_answer_from,
+};
 use test_support::harness::{
-    as_pairs, docker, files_in, labelled_objects, unique_name, wait_for, FixtureRepo,
+    as_pairs, files_in, labelled_objects, unique_name, wait_for, CliOutput, FixtureRepo,
     ServerOptions, TestServer,
+};
+use test_support::webhook::{
+    cli_json, deliver_signed_github, queued_deployment_ids, wait_deployments_succeeded,
 };
 
 const DEPLOY_DEADLINE: Duration = Duration::from_secs(180);
@@ -39,12 +43,6 @@ fn berth_binary() -> &'static Path {
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
-}
-
-fn cli_json(server: &TestServer, args: &[&str]) -> Value {
-    let mut full = args.to_vec();
-    full.extend(["--output", "json"]);
-    server.cli(&full).expect_success().json()
 }
 
 /// A pull request of the test, as GitHub describes it.
@@ -64,10 +62,6 @@ fn deliver(
     action: &str,
     pr: &PullRequest<'_>,
 ) -> Value {
-    let secret = cli_json(server, &["webhook", "show", "--project", project])["secret"]
-        .as_str()
-        .unwrap()
-        .to_owned();
     let base_repo = json!({ "full_name": "acme/shop", "clone_url": repository_url });
     let head_repo = match pr.fork {
         Some(url) => json!({ "full_name": "someone/shop", "clone_url": url }),
@@ -84,37 +78,21 @@ fn deliver(
         "repository": base_repo,
     })
     .to_string();
-    let signature =
-        format!("sha256={}", berth_domain::webhook_payloads::sign_body(&secret, body.as_bytes()));
-    let address = server.url().trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(300))).unwrap();
-    let request = format!(
-        "POST /api/v1/webhooks/github?project={project} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nX-GitHub-Event: pull_request\r\nX-GitHub-Delivery: {}\r\nX-Hub-Signature-256: {signature}\r\nContent-Length: {}\r\n\r\n{body}",
-        unique_name("delivery"),
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    assert!(response.starts_with("HTTP/1.1 2"), "the webhook was refused:\n{response}");
-    let json_start = response.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    serde_json::from_str(response[json_start..].trim()).unwrap_or(Value::Null)
+    deliver_signed_github(server, project, "pull_request", &body, Duration::from_secs(300))
+}
+
+/// `berth environment preview enable --project P production FLAGS`, which must succeed.
+fn enable_previews(server: &TestServer, project: &str, flags: &[&str]) -> CliOutput {
+    let mut args = vec!["environment", "preview", "enable", "--project", project, "production"];
+    args.extend_from_slice(flags);
+    server.cli(&args).expect_success()
 }
 
 /// Waits until the deployments a delivery queued succeeded.
 fn wait_deployed(server: &TestServer, answer: &Value) {
     let ids = answer["deployments"].as_array().unwrap_or_else(|| panic!("{answer}"));
     assert!(!ids.is_empty(), "the delivery queued no deployment: {answer}");
-    for id in ids {
-        let id = id.as_str().unwrap();
-        let shown = wait_for(DEPLOY_DEADLINE, &format!("deployment {id} to end"), || {
-            let shown = cli_json(server, &["deployment", "show", id]);
-            let status = shown["status"].as_str().unwrap_or_default().to_owned();
-            (status != "queued" && status != "running").then_some(shown)
-        });
-        assert_eq!(shown["status"], "succeeded", "{shown:#}");
-    }
+    wait_deployments_succeeded(server, &queued_deployment_ids(answer), DEPLOY_DEADLINE);
 }
 
 fn environments(server: &TestServer, project: &str) -> Vec<Value> {
@@ -136,40 +114,6 @@ fn wait_content(server: &TestServer, host: &str, content: &str) {
     wait_for(DEPLOY_DEADLINE, &format!("{host} to serve {content:?}"), || {
         server.try_proxy_get(host, "/").ok().filter(|r| r.status == 200 && r.body.contains(content))
     });
-}
-
-fn application_container(environment_id: &str) -> String {
-    docker(&[
-        "ps",
-        "--filter",
-        &format!("label=berth.environment={environment_id}"),
-        "--filter",
-        "label=berth.service-kind=application",
-        "--format",
-        "{{.Names}}",
-    ])
-    .lines()
-    .next()
-    .unwrap_or_else(|| panic!("no application container in {environment_id}"))
-    .to_owned()
-}
-
-fn container_ip(name: &str) -> String {
-    docker(&[
-        "inspect",
-        "--format",
-        "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
-        name,
-    ])
-    .trim()
-    .to_owned()
-}
-
-/// First byte of a PostgreSQL server's answer to an SSLRequest sent from inside
-/// `container` to `host` (`N` when reachable, empty otherwise).
-fn postgres_answer_from(container: &str, host: &str) -> String {
-    let script = r"printf '\000\000\000\010\004\322\026\057' | timeout 5 nc $0 5432 | head -c 1";
-    try_docker(&["exec", container, "sh", "-c", script, host]).unwrap_or_default()
 }
 
 /// Waits until the environment is gone and nothing labelled for it remains.
@@ -213,18 +157,7 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     server.cli(&deploy).expect_success();
     let production_host = server.app_host(&project, "production", "web");
     wait_content(&server, &production_host, "content: version one");
-    let enabled = server
-        .cli(&[
-            "environment",
-            "preview",
-            "enable",
-            "--project",
-            &project,
-            "production",
-            "--max-previews",
-            "2",
-        ])
-        .expect_success();
+    let enabled = enable_previews(&server, &project, &["--max-previews", "2"]);
     assert!(enabled.stdout.contains("previews enabled"), "{enabled}");
 
     // PR #1 opened: pr-1 follows its head.
@@ -322,19 +255,7 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     wait_content(&server, &production_host, "content: version one");
 
     // With forks allowed, a fork's pull request gets a preview built from the fork.
-    server
-        .cli(&[
-            "environment",
-            "preview",
-            "enable",
-            "--project",
-            &project,
-            "production",
-            "--max-previews",
-            "2",
-            "--allow-forks",
-        ])
-        .expect_success();
+    enable_previews(&server, &project, &["--max-previews", "2", "--allow-forks"]);
     let mut fork = server.fixture_repo(&as_pairs(&files_in(&fixture("env-page"))), "main");
     let fork_commit = commit_content(&mut fork, "fork-feature", "from the fork");
     let fork_url = fork.file_url();
@@ -358,20 +279,7 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     wait_gone(&server, &project, "pr-5", &pr5_id);
 
     // Expiry: pr-2 has been idle longer than 5 s once the setting is there.
-    server
-        .cli(&[
-            "environment",
-            "preview",
-            "enable",
-            "--project",
-            &project,
-            "production",
-            "--max-previews",
-            "2",
-            "--expire-after",
-            "5s",
-        ])
-        .expect_success();
+    enable_previews(&server, &project, &["--max-previews", "2", "--expire-after", "5s"]);
     wait_gone(&server, &project, "pr-2", &pr2_id);
     let listed =
         cli_json(&server, &["environment", "preview", "list", "--project", &project, "production"]);
@@ -379,18 +287,7 @@ fn pull_requests_create_update_and_delete_isolated_previews() {
     wait_content(&server, &production_host, "content: version one");
 
     // Deleting the blueprint deletes its previews with it.
-    server
-        .cli(&[
-            "environment",
-            "preview",
-            "enable",
-            "--project",
-            &project,
-            "production",
-            "--expire-after",
-            "1h",
-        ])
-        .expect_success();
+    enable_previews(&server, &project, &["--expire-after", "1h"]);
     let pr6 =
         PullRequest { number: 6, head_branch: "feature-2", head_commit: &feature_2, fork: None };
     let answer = deliver(&server, &project, &url, "opened", &pr6);

@@ -10,8 +10,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -19,7 +17,11 @@ use berth_domain::webhook_payloads::sign_body;
 use serde_json::{json, Value};
 use test_support::git_http::GitHttpServer;
 use test_support::harness::{labelled_objects, unique_name, wait_for, ServerOptions, TestServer};
+use test_support::harness_ext::{create_git_application, update_application};
 use test_support::repo::{commit_files, init_repo};
+use test_support::webhook::{
+    self, cli_json, post_webhook, queued_deployment_ids, wait_deployments_succeeded,
+};
 
 const DEPLOY_DEADLINE: Duration = Duration::from_secs(240);
 const ZERO_COMMIT: &str = "0000000000000000000000000000000000000000";
@@ -45,12 +47,6 @@ fn pairs<'a>(files: &'a [(&'static str, String)]) -> Vec<(&'a str, &'a str)> {
     files.iter().map(|(path, content)| (*path, content.as_str())).collect()
 }
 
-fn cli_json(server: &TestServer, args: &[&str]) -> Value {
-    let mut args = args.to_vec();
-    args.extend(["--output", "json"]);
-    server.cli(&args).expect_success().json()
-}
-
 fn deployments(server: &TestServer, project: &str, environment: &str) -> Vec<Value> {
     cli_json(server, &["deployment", "list", "--project", project, "--environment", environment])
         .as_array()
@@ -66,24 +62,7 @@ fn post_delivery(
     headers: &[(&str, String)],
     body: &str,
 ) -> (u16, Value) {
-    let address = server.url().trim_start_matches("http://").trim_end_matches('/').to_owned();
-    let mut stream = TcpStream::connect(&address).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    let mut request = format!(
-        "POST /api/v1/webhooks/{provider}?project={project} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    request.push_str(body);
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status: u16 = response.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let json_start = response.find("\r\n\r\n").map(|i| i + 4).unwrap_or(0);
-    (status, serde_json::from_str(response[json_start..].trim()).unwrap_or(Value::Null))
+    post_webhook(server, provider, project, headers, body, Duration::from_secs(60))
 }
 
 fn github_push(repository_url: &str, branch: &str, before: &str, after: &str) -> String {
@@ -106,36 +85,13 @@ fn github_push(repository_url: &str, branch: &str, before: &str, after: &str) ->
 }
 
 fn github_headers(secret: &str, body: &str) -> Vec<(&'static str, String)> {
-    vec![
-        ("X-GitHub-Event", "push".to_owned()),
-        ("X-GitHub-Delivery", unique_name("delivery")),
-        ("X-Hub-Signature-256", format!("sha256={}", sign_body(secret, body.as_bytes()))),
-    ]
-}
-
-/// Waits until every deployment ended and asserts that each succeeded.
-fn wait_succeeded(server: &TestServer, ids: &[String]) {
-    for id in ids {
-        let finished = wait_for(DEPLOY_DEADLINE, &format!("deployment {id} to end"), || {
-            let shown = cli_json(server, &["deployment", "show", id]);
-            let status = shown["status"].as_str().unwrap_or_default().to_owned();
-            (status != "queued" && status != "running").then_some(shown)
-        });
-        assert_eq!(finished["status"], "succeeded", "{finished:#}");
-    }
+    webhook::github_headers("push", secret, body)
 }
 
 /// The environment named `name` in `berth environment list`, if it exists.
 fn environment(server: &TestServer, project: &str, name: &str) -> Option<Value> {
     let listed = cli_json(server, &["environment", "list", "--project", project]);
     listed.as_array().unwrap().iter().find(|e| e["name"] == name).cloned()
-}
-
-fn queued_ids(answer: &Value) -> Vec<String> {
-    answer["deployments"]
-        .as_array()
-        .map(|ids| ids.iter().filter_map(|id| id.as_str().map(str::to_owned)).collect())
-        .unwrap_or_default()
 }
 
 fn wait_served(server: &TestServer, host: &str, page: &str) {
@@ -156,21 +112,7 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     let url = git.url("site.git");
 
     server.create_project_and_environment(&project, "production");
-    server
-        .cli(&[
-            "application",
-            "create",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "web",
-            "--git",
-            &url,
-            "--port",
-            "8080",
-        ])
-        .expect_success();
+    create_git_application(&server, &project, "production", "web", &url, &[]).expect_success();
     let shown = cli_json(
         &server,
         &["application", "show", "--project", &project, "--environment", "production", "web"],
@@ -246,9 +188,9 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     let (status, answer) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
     assert_eq!(status, 200, "{answer:#}");
-    let queued = queued_ids(&answer);
+    let queued = queued_deployment_ids(&answer);
     assert_eq!(queued.len(), 1, "{answer:#}");
-    wait_succeeded(&server, &queued);
+    wait_deployments_succeeded(&server, &queued, DEPLOY_DEADLINE);
     wait_served(&server, &host, "page two");
     let deployment = cli_json(&server, &["deployment", "show", &queued[0]]);
     assert!(
@@ -260,7 +202,7 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     let (status, again) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
     assert_eq!(status, 200, "{again:#}");
-    assert!(queued_ids(&again).is_empty(), "{again:#}");
+    assert!(queued_deployment_ids(&again).is_empty(), "{again:#}");
     assert!(again["message"].as_str().unwrap().contains("already serves"), "{again:#}");
 
     // GitLab: the token header, project URLs.
@@ -288,7 +230,7 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
         vec![("X-Gitlab-Event", "Push Hook".to_owned()), ("X-Gitlab-Token", secret.clone())];
     let (status, answer) = post_delivery(&server, "gitlab", &project, &headers, &body);
     assert_eq!(status, 200, "{answer:#}");
-    wait_succeeded(&server, &queued_ids(&answer));
+    wait_deployments_succeeded(&server, &queued_deployment_ids(&answer), DEPLOY_DEADLINE);
     wait_served(&server, &host, "page three");
 
     // Gitea: bare hex signature, zero-less push without created/deleted flags.
@@ -313,7 +255,7 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     ];
     let (status, answer) = post_delivery(&server, "gitea", &project, &headers, &body);
     assert_eq!(status, 200, "{answer:#}");
-    wait_succeeded(&server, &queued_ids(&answer));
+    wait_deployments_succeeded(&server, &queued_deployment_ids(&answer), DEPLOY_DEADLINE);
     wait_served(&server, &host, "page four");
 
     let listed = cli_json(&server, &["webhook", "deliveries", "--project", &project]);
@@ -327,25 +269,14 @@ fn signed_pushes_from_github_gitlab_and_gitea_deploy_and_forged_ones_are_refused
     );
 
     // Auto-deploy off: a push deploys nothing.
-    server
-        .cli(&[
-            "application",
-            "update",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "web",
-            "--auto-deploy",
-            "false",
-        ])
+    update_application(&server, &project, "production", "web", &["--auto-deploy", "false"])
         .expect_success();
     let fifth = commit_files(&bare, &[("index.html", "page five\n")], "main");
     let body = github_push(&url, "main", &fourth, &fifth);
     let (status, answer) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
     assert_eq!(status, 200, "{answer:#}");
-    assert!(queued_ids(&answer).is_empty(), "{answer:#}");
+    assert!(queued_deployment_ids(&answer).is_empty(), "{answer:#}");
     assert!(answer["message"].as_str().unwrap().contains("auto-deploy off"), "{answer:#}");
 
     // Rotation: the old secret is refused from now on.
@@ -365,21 +296,7 @@ fn polling_deploys_a_new_commit_of_a_local_repository_without_a_webhook() {
     let mut repo = server.fixture_repo(&pairs(&files), "main");
     let url = repo.file_url();
     server.create_project_and_environment(&project, "production");
-    server
-        .cli(&[
-            "application",
-            "create",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "web",
-            "--git",
-            &url,
-            "--port",
-            "8080",
-        ])
-        .expect_success();
+    create_git_application(&server, &project, "production", "web", &url, &[]).expect_success();
     server
         .cli(&["deploy", "--project", &project, "--environment", "production", "--wait"])
         .expect_success();
@@ -425,21 +342,7 @@ fn a_pushed_feature_branch_gets_its_own_environment_until_it_is_deleted() {
     let git = GitHttpServer::start(repos.path(), None);
     let url = git.url("site.git");
     server.create_project_and_environment(&project, "production");
-    server
-        .cli(&[
-            "application",
-            "create",
-            "--project",
-            &project,
-            "--environment",
-            "production",
-            "web",
-            "--git",
-            &url,
-            "--port",
-            "8080",
-        ])
-        .expect_success();
+    create_git_application(&server, &project, "production", "web", &url, &[]).expect_success();
     server
         .cli(&["deploy", "--project", &project, "--environment", "production", "--wait"])
         .expect_success();
@@ -475,7 +378,7 @@ fn a_pushed_feature_branch_gets_its_own_environment_until_it_is_deleted() {
     let (status, answer) =
         post_delivery(&server, "github", &project, &github_headers(&secret, &body), &body);
     assert_eq!(status, 200, "{answer:#}");
-    assert!(queued_ids(&answer).is_empty(), "{answer:#}");
+    assert!(queued_deployment_ids(&answer).is_empty(), "{answer:#}");
 
     // A new branch starts as an orphan here: give it the whole site.
     let feature = commit_files(&bare, &pairs(&site("login page", &build_id)), "feature/Login");
@@ -489,7 +392,7 @@ fn a_pushed_feature_branch_gets_its_own_environment_until_it_is_deleted() {
     );
     let created = environment(&server, &project, "feature-login").unwrap();
     assert_eq!(created["branch"], "feature/Login", "{created:#}");
-    wait_succeeded(&server, &queued_ids(&answer));
+    wait_deployments_succeeded(&server, &queued_deployment_ids(&answer), DEPLOY_DEADLINE);
     let feature_host = server.app_host(&project, "feature-login", "web");
     wait_served(&server, &feature_host, "login page");
     let production_host = server.app_host(&project, "production", "web");

@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::harness::docker_output;
+use crate::harness::{docker, docker_output, ContainerGuard};
 
 /// Berth's name for a database's container: `berth-<project>-<environment>-<database>-db`
 /// (each part cut to 20 characters, as `berth-engine::naming` does).
@@ -263,4 +263,19 @@ impl Drop for VolumeGuard {
             let _ = docker_output(&["volume", "rm", "-f", name]);
         }
     }
+}
+
+/// Runs `berth/postgres:15` as container `name` (removed by `guard`) with superuser
+/// password `password`, its port published on 127.0.0.1 only: a database Berth does not
+/// run, for the external-mode tests. Returns the host port (the server may still be
+/// starting: wait for it to answer).
+pub fn run_loopback_postgres(guard: &mut ContainerGuard, name: &str, password: &str) -> String {
+    let password_env = format!("POSTGRES_PASSWORD={password}");
+    guard.run(name, &["-p", "127.0.0.1::5432", "-e", &password_env, "berth/postgres:15"]);
+    let published = docker(&["port", name, "5432"]);
+    published
+        .lines()
+        .find_map(|line| line.rsplit_once(':'))
+        .map(|(_, port)| port.trim().to_owned())
+        .unwrap_or_else(|| panic!("{name} publishes 5432: {published}"))
 }

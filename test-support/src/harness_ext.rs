@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::harness::{files_in, free_loopback_address, unique_name, TestServer};
+use crate::harness::{files_in, free_loopback_address, unique_name, CliOutput, TestServer};
 
 pub use records::{
     application_containers, deployment_containers, deployment_record, exec_in_container,
@@ -317,6 +317,87 @@ pub fn isolated_files(dir: &Path) -> Vec<(String, String)> {
         files_in(dir).into_iter().filter(|(path, _)| path != "build-id.txt").collect();
     files.push(("build-id.txt".to_owned(), format!("{}\n", unique_name("build"))));
     files
+}
+
+/// `berth application create --project P --environment E NAME --git URL --port 8080`
+/// followed by `extra` flags; the output is returned unchecked (some tests expect a
+/// refusal).
+pub fn create_git_application(
+    server: &TestServer,
+    project: &str,
+    environment: &str,
+    name: &str,
+    git_url: &str,
+    extra: &[&str],
+) -> CliOutput {
+    let mut args = vec![
+        "application",
+        "create",
+        "--project",
+        project,
+        "--environment",
+        environment,
+        name,
+        "--git",
+        git_url,
+        "--port",
+        "8080",
+    ];
+    args.extend_from_slice(extra);
+    server.cli(&args)
+}
+
+/// `berth application update --project P --environment E NAME FLAGS...`; the output is
+/// returned unchecked (some tests expect a refusal).
+pub fn update_application(
+    server: &TestServer,
+    project: &str,
+    environment: &str,
+    name: &str,
+    flags: &[&str],
+) -> CliOutput {
+    let mut args =
+        vec!["application", "update", "--project", project, "--environment", environment, name];
+    args.extend_from_slice(flags);
+    server.cli(&args)
+}
+
+/// `berth VERB... --project P --environment E REST...`; the output is returned unchecked.
+pub fn cli_in(
+    server: &TestServer,
+    project: &str,
+    environment: &str,
+    verb: &[&str],
+    rest: &[&str],
+) -> CliOutput {
+    let mut args = verb.to_vec();
+    args.extend(["--project", project, "--environment", environment]);
+    args.extend(rest);
+    server.cli(&args)
+}
+
+/// `berth database VERB --project P --environment E ARGS --output json`, which must
+/// succeed; its parsed output.
+#[track_caller]
+pub fn database_json_in(
+    server: &TestServer,
+    project: &str,
+    environment: &str,
+    verb: &str,
+    args: &[&str],
+) -> serde_json::Value {
+    let mut rest = args.to_vec();
+    rest.extend(["--output", "json"]);
+    cli_in(server, project, environment, &["database", verb], &rest).expect_success().json()
+}
+
+/// A worker built `FROM berth/busybox:1` that runs until SIGTERM (then exits at once):
+/// an application that needs no port, for tests about what it is configured with.
+pub fn worker_files() -> [(&'static str, &'static str); 1] {
+    [(
+        "Dockerfile",
+        "FROM berth/busybox:1\nCMD [\"sh\", \"-c\", \"trap 'exit 0' TERM INT; sleep 2147483647 & wait\"]\n",
+    )]
 }
 
 /// Sends SIGTERM to `pid` (for processes the test did not start, such as a daemon it

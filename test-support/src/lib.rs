@@ -4,9 +4,11 @@
 //! free ports. Dev-only: never a dependency of the shipped binary.
 
 pub mod databases;
+pub mod environment_containers;
 pub mod git_http;
 pub mod git_ssh;
 pub mod harness;
 pub mod harness_ext;
 pub mod registry;
 pub mod repo;
+pub mod webhook;

@@ -35,15 +35,12 @@ use tokio::net::TcpStream;
 
 use super::databases::find;
 use super::lookup;
-use crate::auth::Caller;
+use crate::auth::{require_admin, Caller};
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
 /// How long the server waits for the database to accept the tunnel's connection.
 const DATABASE_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The role whose tokens may read credentials in clear.
-const ADMIN_ROLE: &str = "admin";
 
 /// Reveals the database's connection credentials (password included). Admin tokens only;
 /// every other endpoint returns the password masked. Used by `berth database connect` to
@@ -162,17 +159,6 @@ pub(crate) async fn open_database_tunnel(
         ],
     )
         .into_response())
-}
-
-/// Refuses callers whose token is not an admin token, naming the token and what needs it.
-fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
-    if caller.role == ADMIN_ROLE {
-        return Ok(());
-    }
-    Err(AppError::Forbidden(format!(
-        "{what} needs an admin token; token {:?} has role {:?}",
-        caller.token_name, caller.role
-    )))
 }
 
 /// `Connection` lists `upgrade` and `Upgrade` names the tunnel protocol (both

@@ -15,9 +15,9 @@ use berth_domain::database::{
 use berth_domain::source::ImageReference;
 use berth_domain::ResourceName;
 use berth_engine::backups::{BackupError, BackupTrigger};
+use berth_engine::environments::generated_database_credentials;
 use berth_engine::physical_clone::CloneMethod;
 use berth_store::{BackupRecord, DatabaseRecord, EnvironmentRecord, Lifecycle, ProjectRecord};
-use rand::distributions::{Alphanumeric, DistString};
 
 use super::{lookup, ApiJson};
 use crate::error::{ApiResult, AppError};
@@ -25,27 +25,6 @@ use crate::state::AppState;
 
 /// How long creating a database may wait for its image to be pulled.
 const IMAGE_PULL_TIMEOUT: Duration = Duration::from_secs(120);
-
-fn generated_credentials(name: &ResourceName, engine: DatabaseEngine) -> DatabaseCredentials {
-    let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
-    let identifier = name.as_str().replace('-', "_");
-    match engine {
-        DatabaseEngine::Redis => DatabaseCredentials {
-            host: name.to_string(),
-            port: engine.port(),
-            user: "default".into(),
-            password,
-            database: "0".into(),
-        },
-        _ => DatabaseCredentials {
-            host: name.to_string(),
-            port: engine.port(),
-            user: identifier.clone(),
-            password,
-            database: identifier,
-        },
-    }
-}
 
 pub(super) async fn view(
     state: &AppState,
@@ -293,7 +272,7 @@ pub(crate) async fn create_database(
             if !(1..=16_384).contains(&storage_gb) {
                 return Err(AppError::Invalid("--storage must be between 1 and 16384 GB".into()));
             }
-            (DatabaseMode::Container { storage_gb }, generated_credentials(&name, engine))
+            (DatabaseMode::Container { storage_gb }, generated_database_credentials(&name, engine))
         }
         "external" => {
             let url = body.url.as_deref().ok_or_else(|| {
@@ -446,7 +425,7 @@ pub(crate) async fn clone_database(
         None => source_environment.clone(),
     };
     lookup::ensure_active(target_environment.lifecycle, "the target environment")?;
-    let credentials = generated_credentials(&name, source.spec.engine);
+    let credentials = generated_database_credentials(&name, source.spec.engine);
     let sealed = state
         .key
         .encrypt(&serde_json::to_vec(&credentials).map_err(AppError::internal)?)

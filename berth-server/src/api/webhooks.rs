@@ -18,15 +18,13 @@ use berth_store::{NewWebhookDelivery, ProjectRecord};
 use rand::RngCore;
 
 use super::lookup;
-use crate::auth::Caller;
+use crate::auth::{require_admin, Caller};
 use crate::error::{ApiResult, AppError};
 use crate::state::AppState;
 
 /// Largest delivery accepted (GitHub caps payloads at 25 MB; pushes of many commits are
 /// large, but Berth reads only the ref, commits and repository URLs).
 pub(crate) const WEBHOOK_BODY_LIMIT_BYTES: usize = 5 * 1024 * 1024;
-
-const ADMIN_ROLE: &str = "admin";
 
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 pub(crate) struct DeliveryQuery {
@@ -241,16 +239,6 @@ impl Delivery<'_> {
         self.record(project, "refused", reason, "").await;
         AppError::Unauthorized(format!("webhook delivery refused: {answer}"))
     }
-}
-
-fn require_admin(caller: &Caller, what: &str) -> ApiResult<()> {
-    if caller.role == ADMIN_ROLE {
-        return Ok(());
-    }
-    Err(AppError::Forbidden(format!(
-        "{what} needs an admin token; token {:?} has role {:?}",
-        caller.token_name, caller.role
-    )))
 }
 
 /// A new secret: 32 random bytes as 64 hex digits.

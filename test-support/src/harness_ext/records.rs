@@ -31,22 +31,8 @@ impl TestApp {
         flags: &[&str],
     ) -> TestApp {
         server.create_project_and_environment(project, "production");
-        let url = repo.file_url();
-        let mut args = vec![
-            "application",
-            "create",
-            "--project",
-            project,
-            "--environment",
-            "production",
-            name,
-            "--git",
-            &url,
-            "--port",
-            "8080",
-        ];
-        args.extend(flags);
-        server.cli(&args).expect_success();
+        super::create_git_application(server, project, "production", name, &repo.file_url(), flags)
+            .expect_success();
         TestApp {
             project: project.to_owned(),
             environment: "production".to_owned(),
