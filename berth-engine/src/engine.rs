@@ -78,6 +78,10 @@ pub(crate) struct InstanceHealth {
     pub(crate) consecutive_failures: u32,
     pub(crate) last_checked: Option<tokio::time::Instant>,
     pub(crate) last_error: Option<String>,
+    /// Whether the route table published after its last check reflects that it fails:
+    /// status reports an instance as failing only then, so "degraded" never shows
+    /// while the proxy still sends it traffic.
+    pub(crate) failure_published: bool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -377,7 +381,9 @@ impl Engine {
             instances
                 .iter()
                 .filter(|c| {
-                    health.get(&c.name).is_some_and(|h| h.consecutive_failures >= threshold)
+                    health
+                        .get(&c.name)
+                        .is_some_and(|h| h.consecutive_failures >= threshold && h.failure_published)
                 })
                 .map(|c| c.name.clone())
                 .collect()

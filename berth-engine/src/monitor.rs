@@ -68,6 +68,7 @@ impl Engine {
                         Ok(()) => {
                             entry.consecutive_failures = 0;
                             entry.last_error = None;
+                            entry.failure_published = false;
                         }
                         Err(error) => {
                             entry.consecutive_failures =
@@ -84,7 +85,14 @@ impl Engine {
         if let Ok(mut health) = self.health.lock() {
             health.retain(|name, _| seen.contains(name));
         }
-        self.publish_routes_if_changed(&observed).await
+        self.publish_routes_if_changed(&observed).await?;
+        // The table the proxy now has was computed from these failure counts.
+        if let Ok(mut health) = self.health.lock() {
+            for instance in health.values_mut() {
+                instance.failure_published = instance.consecutive_failures > 0;
+            }
+        }
+        Ok(())
     }
 
     /// Publishes the route table only when it differs from the last one the proxy took.
