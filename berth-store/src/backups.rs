@@ -81,7 +81,7 @@ impl Store {
             scheduled_slot: backup.scheduled_slot.map(str::to_owned),
             created_at: now_rfc3339(),
         };
-        let mut transaction = self.pool().begin().await?;
+        let mut transaction = self.write_transaction().await?;
         sqlx::query("INSERT INTO backups (id, database_id, environment_id, database_name, engine, file_name, store, size_bytes, sha256, reason, scheduled_slot, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
             .bind(record.id.to_string())
             .bind(record.database_id.to_string())

@@ -79,7 +79,7 @@ impl Store {
             failure: None,
             rollback_of,
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         // A stopped environment runs nothing until `berth environment start` (every way
         // of deploying goes through here: the API, webhooks, redeploys, rollbacks).
         let stopped: Option<(String, bool)> =
@@ -160,26 +160,16 @@ impl Store {
     /// Atomically moves the oldest queued deployment of an environment with nothing running
     /// to `running`, and returns it. One deployment at a time per environment.
     pub async fn claim_next_deployment(&self) -> Result<Option<DeploymentRecord>, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        // One statement, so SQLite takes the write lock at once and waits for it (a read
+        // transaction upgraded to a write fails at once with "database is locked" when
+        // another connection writes meanwhile).
         let row = sqlx::query(
-            "SELECT * FROM deployments d WHERE d.status = 'queued' AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.environment_id = d.environment_id AND r.status = 'running') ORDER BY d.created_at, d.rowid LIMIT 1",
+            "UPDATE deployments SET status = 'running', started_at = ? WHERE id = (SELECT d.id FROM deployments d WHERE d.status = 'queued' AND NOT EXISTS (SELECT 1 FROM deployments r WHERE r.environment_id = d.environment_id AND r.status = 'running') ORDER BY d.created_at, d.rowid LIMIT 1) RETURNING *",
         )
-        .fetch_optional(&mut *tx)
+        .bind(now_rfc3339())
+        .fetch_optional(self.pool())
         .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let mut record = deployment_from_row(&row)?;
-        let started = now_rfc3339();
-        sqlx::query("UPDATE deployments SET status = 'running', started_at = ? WHERE id = ?")
-            .bind(&started)
-            .bind(record.id.to_string())
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        record.status = DeploymentStatus::Running;
-        record.started_at = Some(started);
-        Ok(Some(record))
+        row.as_ref().map(deployment_from_row).transpose()
     }
 
     /// Cancels queued deployments of an environment (it is being deleted); returns how many.
@@ -377,7 +367,7 @@ impl Store {
             return Ok(());
         }
         let now = now_rfc3339();
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         for line in lines {
             sqlx::query("INSERT INTO deployment_logs (deployment_id, application_name, step, ts, line) VALUES (?, ?, ?, ?, ?)")
                 .bind(deployment.to_string())

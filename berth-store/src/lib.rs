@@ -80,4 +80,13 @@ impl Store {
     pub(crate) fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+
+    /// A transaction that holds SQLite's write lock from its first statement. A deferred
+    /// one that reads and then writes fails at once with "database is locked" when
+    /// another connection wrote in between; this one waits (busy timeout) instead.
+    pub(crate) async fn write_transaction(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
 }

@@ -209,7 +209,7 @@ impl Store {
 
     /// Marks a project and everything in it for deletion by the reconciler.
     pub async fn mark_project_deleting(&self, id: ProjectId) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         sqlx::query("UPDATE projects SET status = 'deleting' WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)
@@ -333,7 +333,7 @@ impl Store {
     }
 
     pub async fn mark_environment_deleting(&self, id: EnvironmentId) -> Result<(), StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         sqlx::query("UPDATE environments SET status = 'deleting' WHERE id = ?")
             .bind(id.to_string())
             .execute(&mut *tx)

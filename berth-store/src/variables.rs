@@ -48,7 +48,7 @@ impl Store {
             StoredValue::Encrypted(bytes) => (None, Some(bytes.as_slice()), true, None),
             StoredValue::Alias(target) => (None, None, false, Some(target.as_str())),
         };
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         delete_in(&mut tx, owner, name.as_str()).await?;
         sqlx::query(
             "INSERT INTO variables (id, project_id, environment_id, application_id, scope, name, value_plain, value_ciphertext, secret, alias_of, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -109,7 +109,7 @@ impl Store {
         owner: VariableOwner,
         name: &str,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool().begin().await?;
+        let mut tx = self.write_transaction().await?;
         let deleted = delete_in(&mut tx, owner, name).await?;
         tx.commit().await?;
         Ok(deleted)
