@@ -78,10 +78,10 @@ pub(crate) struct InstanceHealth {
     pub(crate) consecutive_failures: u32,
     pub(crate) last_checked: Option<tokio::time::Instant>,
     pub(crate) last_error: Option<String>,
-    /// Whether the route table published after its last check reflects that it fails:
-    /// status reports an instance as failing only then, so "degraded" never shows
-    /// while the proxy still sends it traffic.
-    pub(crate) failure_published: bool,
+    /// The consecutive failures the last published route table was computed from:
+    /// status reports an instance as failing only once that table left it out, so
+    /// "degraded" never shows while the proxy still sends it traffic.
+    pub(crate) published_failures: u32,
 }
 
 impl std::fmt::Debug for Engine {
@@ -381,9 +381,9 @@ impl Engine {
             instances
                 .iter()
                 .filter(|c| {
-                    health
-                        .get(&c.name)
-                        .is_some_and(|h| h.consecutive_failures >= threshold && h.failure_published)
+                    health.get(&c.name).is_some_and(|h| {
+                        h.consecutive_failures >= threshold && h.published_failures >= threshold
+                    })
                 })
                 .map(|c| c.name.clone())
                 .collect()

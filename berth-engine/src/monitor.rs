@@ -68,7 +68,7 @@ impl Engine {
                         Ok(()) => {
                             entry.consecutive_failures = 0;
                             entry.last_error = None;
-                            entry.failure_published = false;
+                            entry.published_failures = 0;
                         }
                         Err(error) => {
                             entry.consecutive_failures =
@@ -89,7 +89,7 @@ impl Engine {
         // The table the proxy now has was computed from these failure counts.
         if let Ok(mut health) = self.health.lock() {
             for instance in health.values_mut() {
-                instance.failure_published = instance.consecutive_failures > 0;
+                instance.published_failures = instance.consecutive_failures;
             }
         }
         Ok(())
